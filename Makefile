@@ -1,0 +1,35 @@
+# Two commands on a fresh clone: `make study` and `make test`. Both install into .venv only when needed.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install study test export clean-nbs
+
+install: $(STAMP)
+
+# Reinstalls only when a requirement or the package metadata changed.
+$(STAMP): requirements.txt requirements-lock.txt setup.py settings.ini pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt -c requirements-lock.txt
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+export: $(STAMP)
+	$(BIN)/nbdev_export
+
+# The package must be exactly what the notebooks export.
+test: $(STAMP)
+	$(BIN)/nbdev_export
+	@if [ -n "$$(git status --porcelain -- fer_study)" ]; then \
+		echo "fer_study/ is out of sync with nbs/: run nbdev_export and commit the result"; \
+		git status --porcelain -- fer_study; exit 1; fi
+	$(BIN)/nbdev_test --n_workers 2
+	$(BIN)/python -m pytest
+
+study: $(STAMP)
+	$(BIN)/fer-study study
+
+clean-nbs: $(STAMP)
+	$(BIN)/nbdev_clean
