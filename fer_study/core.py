@@ -14,8 +14,8 @@ import torch
 import yaml
 
 # %% auto #0
-__all__ = ['CLASSES', 'POSITIVE_CLASSES', 'raf_id_to_index', 'FerStudyError', 'DatasetError', 'ParamsError', 'load_params',
-           'get_param', 'seed_everything', 'pick_device', 'atomic_path', 'write_text_atomic']
+__all__ = ['CLASSES', 'POSITIVE_CLASSES', 'IN_TEST', 'raf_id_to_index', 'FerStudyError', 'DatasetError', 'ParamsError',
+           'load_params', 'get_param', 'seed_everything', 'pick_device', 'atomic_path', 'write_text_atomic']
 
 # %% ../nbs/00_core.ipynb #7cf6ae1e
 CLASSES: tuple[str, ...] = ('Surprise', 'Fear', 'Disgust', 'Happiness', 'Sadness', 'Anger', 'Neutral')
@@ -65,7 +65,10 @@ def get_param(params: dict, key: str, typ: type | tuple = object, default=_MISSI
         raise ParamsError(f"params: '{key}' must be one of {list(choices)}, got {node!r}")
     return node
 
-# %% ../nbs/00_core.ipynb #b3ac3fc6
+# %% ../nbs/00_core.ipynb #ffc7211e
+IN_TEST: bool = bool(os.environ.get('IN_TEST'))
+
+# %% ../nbs/00_core.ipynb #cf092d81
 def seed_everything(seed: int) -> torch.Generator:
     "Seed Python, NumPy and torch; return a torch generator seeded the same way."
     random.seed(seed)
@@ -79,7 +82,7 @@ def pick_device(name: str = 'auto') -> torch.device:
     if name == 'cuda' and not torch.cuda.is_available(): raise ParamsError("params: device 'cuda' asked for but no CUDA device is available")
     return torch.device(name)
 
-# %% ../nbs/00_core.ipynb #da502063
+# %% ../nbs/00_core.ipynb #78b4f59f
 @contextlib.contextmanager
 def atomic_path(path: str | Path):
     "Yield a temporary path beside `path`; move it onto `path` only if the block succeeds."

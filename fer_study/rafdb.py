@@ -16,8 +16,8 @@ from .core import CLASSES, DatasetError, atomic_path
 
 # %% auto #0
 __all__ = ['LABEL_FILE', 'IMAGE_DIR', 'SPLITS', 'MANIFEST_COLUMNS', 'aligned_path', 'write_fake_rafdb', 'read_rafdb',
-           'split_train_val', 'write_manifest', 'read_manifest', 'load_images', 'center_crop', 'random_five_crop_flip',
-           'normalize']
+           'split_train_val', 'write_manifest', 'read_manifest', 'resize_face', 'load_images', 'center_crop',
+           'random_five_crop_flip', 'normalize']
 
 # %% ../nbs/01_rafdb.ipynb #1b2ab0f4
 LABEL_FILE = 'basic/EmoLabel/list_patition_label.txt'
@@ -109,19 +109,23 @@ def read_manifest(path: str | Path, root: str | Path) -> pd.DataFrame:
     if missing: raise DatasetError(f"{path}: manifest lacks columns {sorted(missing)}")
     return df.assign(path=[str(Path(root)/p) for p in df.path])
 
-# %% ../nbs/01_rafdb.ipynb #8f458d25
+# %% ../nbs/01_rafdb.ipynb #49e921a0
+def resize_face(img: Image.Image | np.ndarray, resize: int) -> torch.Tensor:
+    "An aligned face (PIL or HxWx3 uint8) as a uint8 tensor (3, resize, resize): shorter side resized, centre square."
+    if isinstance(img, np.ndarray): img = Image.fromarray(img)
+    img = TF.center_crop(TF.resize(img.convert('RGB'), resize), resize)
+    return torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1)
+
 def load_images(paths: list[str], resize: int) -> torch.Tensor:
-    "Decode `paths` into a uint8 tensor (N, 3, resize, resize): shorter side resized, then centre-cropped square."
+    "Decode `paths` into a uint8 tensor (N, 3, resize, resize) with `resize_face`."
     out = torch.empty((len(paths), 3, resize, resize), dtype=torch.uint8)
     for i, p in enumerate(paths):
         try:
-            with Image.open(p) as im: img = im.convert('RGB')
+            with Image.open(p) as im: out[i] = resize_face(im, resize)
         except (OSError, ValueError) as e: raise DatasetError(f"{p}: cannot read image ({e})") from e
-        img = TF.center_crop(TF.resize(img, resize), resize)
-        out[i] = torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1)
     return out
 
-# %% ../nbs/01_rafdb.ipynb #7bcf4d7e
+# %% ../nbs/01_rafdb.ipynb #e7117e46
 def center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
     "Centre `size` x `size` crop of a batch (N, C, H, W)."
     top, left = (x.shape[-2] - size) // 2, (x.shape[-1] - size) // 2
@@ -131,9 +135,9 @@ def random_five_crop_flip(x: torch.Tensor, size: int, generator: torch.Generator
     "Per image: one of the 4 corner or centre crops of `size`, then a horizontal flip with p=0.5."
     n, (h, w) = x.shape[0], x.shape[-2:]
     offsets = [(0, 0), (0, w - size), (h - size, 0), (h - size, w - size), ((h - size) // 2, (w - size) // 2)]
-    choice = torch.randint(0, 5, (n,), generator=generator)
-    flip = torch.rand(n, generator=generator) < 0.5
-    out = torch.empty((n, x.shape[1], size, size), dtype=x.dtype)
+    choice = torch.randint(0, 5, (n,), generator=generator).to(x.device)
+    flip = (torch.rand(n, generator=generator) < 0.5).to(x.device)
+    out = torch.empty((n, x.shape[1], size, size), dtype=x.dtype, device=x.device)
     for k, (top, left) in enumerate(offsets):
         sel = choice == k
         if sel.any(): out[sel] = x[sel, :, top:top + size, left:left + size]
