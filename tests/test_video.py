@@ -1,0 +1,113 @@
+"""Video analysis on bad input: each a clear FerStudyError naming the file, and nothing left that looks complete."""
+import json
+import re
+import subprocess
+
+import pytest
+import torch
+
+from fer_study.core import FerStudyError
+from fer_study.keyframes import VideoError, ffmpeg_exe, make_test_video
+from fer_study.model import DACL, model_meta
+from fer_study.synth import make_demo_video
+from fer_study.video import analyze_videos, format_summary
+
+
+def ffmpeg(*args):
+    subprocess.run([ffmpeg_exe(), '-nostdin', '-v', 'error', '-y', *map(str, args)], check=True)
+
+
+@pytest.fixture(scope='module')
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp('video')
+    ckpt = d / 'demo.pt'
+    torch.manual_seed(0)
+    torch.save({'model': DACL(input_size=64).state_dict(),
+                'meta': model_meta(64, 73, [0.5752, 0.4495, 0.4012], [0.2086, 0.1911, 0.1827], dataset='synthetic')}, ckpt)
+    clip = make_test_video(d / 'clip.mp4', 'testsrc=size=320x240:rate=25:duration=2')
+    faststart = d / 'faststart.mp4'
+    ffmpeg('-i', clip, '-c', 'copy', '-movflags', '+faststart', faststart)
+    (d / 'empty.mp4').write_bytes(b'')
+    (d / 'notes.mp4').write_text('not a video at all\n')
+    (d / 'truncated.mp4').write_bytes(clip.read_bytes()[:clip.stat().st_size // 2])       # header (moov) lost
+    (d / 'cut.mp4').write_bytes(faststart.read_bytes()[:int(faststart.stat().st_size * 0.6)])  # header fine, frames lost
+    ffmpeg('-f', 'lavfi', '-i', 'sine=duration=1', d / 'audio.m4a')
+    make_test_video(d / 'blank.mp4', 'color=c=gray:s=320x240:r=25:d=1')
+    demo = make_demo_video(d / 'demo.mp4', 'single', seed=3, duration=2)
+    # A phone held upright: the picture is portrait, stored as landscape frames turned a quarter, plus a display rotation.
+    ffmpeg('-i', demo, '-vf', 'crop=288:360', '-c:v', 'libx264', '-preset', 'ultrafast', d / 'portrait.mp4')
+    ffmpeg('-i', d / 'portrait.mp4', '-vf', 'transpose=1', '-c:v', 'libx264', '-preset', 'ultrafast', d / 'stored.mp4')
+    ffmpeg('-display_rotation', 90, '-i', d / 'stored.mp4', '-c', 'copy', d / 'phone.mp4')
+    return d, ckpt
+
+
+def leftovers(out):
+    "Everything under the output folder (hidden temporaries included)."
+    return sorted(p.name for p in out.rglob('*')) if out.exists() else []
+
+
+@pytest.mark.parametrize('name, message', [
+    ('missing.mp4', 'no such file'),
+    ('notes.mp4', 'not a video'),
+    ('truncated.mp4', 'not a video or a truncated/corrupt file'),
+    ('cut.mp4', 'truncated or corrupt video'),
+    ('empty.mp4', 'empty file (0 bytes)'),
+    ('audio.m4a', 'has no video stream (audio only)'),
+])
+def test_bad_video_fails_naming_the_file_and_leaves_nothing(files, tmp_path, name, message):
+    d, ckpt = files
+    out = tmp_path / 'out'
+    with pytest.raises(VideoError, match=rf'{name}: {re.escape(message)}') as err:
+        analyze_videos([d / name], ckpt, out, progress=False)
+    assert isinstance(err.value, FerStudyError) and str(d / name) in str(err.value)
+    assert leftovers(out) == []
+
+
+def test_failure_midway_keeps_the_previous_result(files, tmp_path):
+    d, ckpt = files
+    out = tmp_path / 'out'
+    analyze_videos([d / 'blank.mp4'], ckpt, out, progress=False)
+    before = (out / 'blank' / 'summary.json').read_text()
+    (tmp_path / 'blank.mp4').write_bytes((d / 'cut.mp4').read_bytes())  # same stem, now damaged: fails during decoding
+    with pytest.raises(VideoError, match='truncated or corrupt video'):
+        analyze_videos([tmp_path / 'blank.mp4'], ckpt, out, progress=False)
+    assert leftovers(out) == ['blank', 'faces.csv', 'keyframes.csv', 'summary.json']
+    assert (out / 'blank' / 'summary.json').read_text() == before
+
+
+def test_a_bad_file_among_good_ones_fails_before_any_work(files, tmp_path):
+    d, ckpt = files
+    with pytest.raises(VideoError, match='notes.mp4: not a video'):
+        analyze_videos([d / 'blank.mp4', d / 'notes.mp4'], ckpt, tmp_path / 'out', progress=False)
+    assert not (tmp_path / 'out').exists()
+
+
+def test_missing_checkpoint_is_named(files, tmp_path):
+    d, _ = files
+    with pytest.raises(FerStudyError, match='nope.pt: checkpoint not found'):
+        analyze_videos([d / 'blank.mp4'], tmp_path / 'nope.pt', tmp_path / 'out', progress=False)
+
+
+def test_no_faces_is_a_valid_empty_result(files, tmp_path):
+    d, ckpt = files
+    [s] = analyze_videos([d / 'blank.mp4'], ckpt, tmp_path / 'out', progress=False)
+    assert (s['faces_found'], s['faces'], s['overall']['share_time_weighted']) == (False, 0, None)
+    assert 'no faces were found' in s['message'] and 'no faces were found' in format_summary(s)
+    assert json.loads((tmp_path / 'out' / 'blank' / 'summary.json').read_text()) == s
+    assert (tmp_path / 'out' / 'blank' / 'faces.csv').read_text().startswith('video,time,frame,span,participant,')
+
+
+@pytest.mark.parametrize('name, rotation', [('portrait.mp4', 0), ('phone.mp4', 90)])
+def test_portrait_and_rotated_video_is_analysed_upright(files, tmp_path, name, rotation):
+    d, ckpt = files
+    [s] = analyze_videos([d / name], ckpt, tmp_path / 'out', fps=4, progress=False)
+    assert (s['video']['width'], s['video']['height'], s['video']['rotation'] % 180) == (288, 360, rotation % 180)
+    assert (s['keyframes']['frame_width'], s['keyframes']['frame_height']) == (288, 360)
+    assert s['keyframes']['with_faces'] == s['keyframes']['keyframes'] == 8  # the frontal detector sees the face upright
+    assert s['participants_seen'] == 1
+
+
+def test_bad_settings_are_named(files, tmp_path):
+    d, ckpt = files
+    for kw, msg in [({'fps': 0}, 'fps must be positive'), ({'conf_threshold': 2}, 'conf_threshold'), ({'window': -1}, 'window')]:
+        with pytest.raises(FerStudyError, match=msg): analyze_videos([d / 'blank.mp4'], ckpt, tmp_path / 'out', progress=False, **kw)
