@@ -4,8 +4,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# DVC stages call `fer-study` and `dvc`; they must come from the project's venv.
+VENV_PATH := PATH="$(CURDIR)/$(VENV)/bin:$$PATH"
 
-.PHONY: install study test export clean-nbs
+.PHONY: install study test export readme clean-nbs
 
 install: $(STAMP)
 
@@ -26,10 +28,19 @@ test: $(STAMP)
 		echo "fer_study/ is out of sync with nbs/: run nbdev_export and commit the result"; \
 		git status --porcelain -- fer_study; exit 1; fi
 	$(BIN)/nbdev_test --n_workers 2
-	$(BIN)/python -m pytest
+	$(VENV_PATH) python -m pytest
 
+# The whole study: the embedded default is written into data/ only when data/ is absent; then dvc repro.
 study: $(STAMP)
-	$(BIN)/fer-study study
+	$(VENV_PATH) fer-study materialize
+	$(VENV_PATH) dvc repro
+	@echo
+	@echo "Results: outputs/compare/comparison.md (comparison), outputs/eval/<variant>/ (test metrics),"
+	@echo "         models/<variant>/ (checkpoints, learning curves), outputs/webcam/<video>/ (video analysis)."
+	@cat outputs/compare/comparison.md
+
+readme: $(STAMP)
+	$(BIN)/jupyter nbconvert --log-level=ERROR --to markdown --stdout nbs/index.ipynb > README.md
 
 clean-nbs: $(STAMP)
 	$(BIN)/nbdev_clean

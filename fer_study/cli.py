@@ -85,7 +85,7 @@ def run_weights(params: dict, out_dir: str | Path) -> list[dict]:
         records.append(rec)
     return records
 
-# %% ../nbs/11_cli.ipynb #1d783e2b
+# %% ../nbs/11_cli.ipynb #57ba9166
 def load_manifest(manifest: str | Path) -> tuple[pd.DataFrame, dict]:
     "The manifest written by the data stage, with absolute image paths, and its dataset description."
     manifest = Path(manifest)
@@ -120,7 +120,9 @@ def run_evaluate(model_dir: str | Path, manifest: str | Path, out_dir: str | Pat
     if (model_dir/'skipped.json').exists():
         rec = json.loads((model_dir/'skipped.json').read_text())
         write_text_atomic(out_dir/'metrics.json', json.dumps(dict(skipped=True, reason=rec['reason']), indent=2))
-        for name in ('per_class.csv', 'predictions.csv'): (out_dir/name).unlink(missing_ok=True)
+        # header-only tables: the variant has no predictions, and metrics.json says why
+        write_text_atomic(out_dir/'per_class.csv', 'emotion,precision,recall,f1,support\n')
+        write_text_atomic(out_dir/'predictions.csv', 'name,path,actual,predicted,confidence\n')
         return rec
     return evaluate_checkpoint(model_dir/'best.pt', load_manifest(manifest)[0], out_dir)
 

@@ -1,0 +1,90 @@
+"""The DVC pipeline on a fresh copy of the repository, with a tiny parameter set."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+ENV = {**os.environ, 'PATH': f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+
+TINY = {
+    'study': {'inits': ['imagenet', 'scratch'], 'losses': ['dacl']},
+    'synth': {'n_train': 84, 'n_test': 28,
+              'videos': [{'path': 'data/videos/demo_single.mp4', 'layout': 'single', 'duration': 2}]},
+    'model': {'input_size': 32, 'resize': 37},
+    'train': {'epochs': 2, 'batch_size': 16},
+    'optim': {'lr': 0.001},
+    'webcam': {'videos': {'demo_single': 'data/videos/demo_single.mp4'}, 'threshold': 0.003, 'min_gap': 0.0},
+}
+
+
+def run(cmd, cwd, check=True):
+    r = subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, text=True, shell=isinstance(cmd, str))
+    if check and r.returncode != 0: raise AssertionError(f"{cmd} failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
+    return r
+
+
+@pytest.fixture(scope='module')
+def study(tmp_path_factory):
+    "A clone of the repository's committed files plus the working tree's, with tiny params, after `dvc repro`."
+    repo = tmp_path_factory.mktemp('clone') / 'fer_study'
+    files = run(['git', 'ls-files', '-co', '--exclude-standard'], ROOT).stdout.split()
+    for f in files:
+        if (ROOT / f).is_file():
+            (repo / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / f, repo / f)
+    run(['git', 'init', '-q'], repo)
+    run(['git', '-c', 'user.name=test', '-c', 'user.email=test@example.invalid', 'commit', '-qm', 'clone', '--allow-empty'], repo)
+    params = yaml.safe_load((repo / 'params.yaml').read_text())
+    for section, values in TINY.items(): params[section] = {**params[section], **values}
+    (repo / 'params.yaml').write_text(yaml.safe_dump(params, sort_keys=False))
+    (repo / 'data.dvc').unlink()  # the committed hash is the default data set's; this one is tiny
+    run(['fer-study', 'materialize'], repo)
+    run(['dvc', 'add', '-q', 'data'], repo)
+    repro = run(['dvc', 'repro'], repo)
+    return repo, repro
+
+
+def test_repro_runs_the_whole_study(study):
+    repo, _ = study
+    comparison = (repo / 'outputs/compare/comparison.md').read_text()
+    assert 'this study (synthetic)' in comparison
+    skipped = json.loads((repo / 'models/imagenet-dacl/skipped.json').read_text())
+    assert 'ImageNet ResNet-18 weights' in skipped['reason'] and 'Fix:' in skipped['reason']
+    assert not (repo / 'models/imagenet-dacl/best.pt').exists()
+    assert (repo / 'models/scratch-dacl/best.pt').exists()
+    metrics = json.loads((repo / 'outputs/eval/scratch-dacl/metrics.json').read_text())
+    assert metrics['dataset'] == 'synthetic' and 0 <= metrics['acc'] <= 1
+    assert json.loads((repo / 'outputs/eval/imagenet-dacl/metrics.json').read_text())['skipped'] is True
+    summary = json.loads((repo / 'outputs/webcam/demo_single/summary.json').read_text())
+    assert 'synthetic' in summary['note']
+
+
+def test_after_repro_everything_is_up_to_date(study):
+    repo, _ = study
+    status = run(['dvc', 'status'], repo).stdout
+    assert 'up to date' in status, status
+    again = run(['dvc', 'repro'], repo).stdout
+    assert 'Running stage' not in again, again
+
+
+def test_metrics_show_prints_the_comparison(study):
+    repo, _ = study
+    out = run(['dvc', 'metrics', 'show'], repo).stdout
+    assert 'outputs/eval/scratch-dacl/metrics.json' in out and 'acc' in out
+
+
+def test_changing_a_training_param_reruns_only_training_onwards(study):
+    repo, _ = study
+    out = run(['dvc', 'status'], repo).stdout
+    params = yaml.safe_load((repo / 'params.yaml').read_text())
+    params['webcam']['window'] = 5.0
+    (repo / 'params.yaml').write_text(yaml.safe_dump(params, sort_keys=False))
+    out = run(['dvc', 'status'], repo).stdout
+    assert 'webcam@demo_single' in out and 'train@' not in out and 'data:' not in out, out
