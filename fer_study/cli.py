@@ -18,8 +18,9 @@ from .core import CLASSES, FerStudyError, get_param, load_params, write_text_ato
 from .rafdb import read_manifest, read_rafdb, split_train_val, write_manifest
 
 # %% auto #0
-__all__ = ['SOURCES', 'dataset_kind', 'data_root', 'run_data', 'use_weights_dir', 'sha256', 'weights_record', 'run_weights',
-           'load_manifest', 'run_train', 'run_evaluate', 'run_compare', 'variant_names', 'run_materialize', 'main']
+__all__ = ['SOURCES', 'dataset_kind', 'data_root', 'run_data', 'use_weights_dir', 'sha256', 'weights_record', 'check_init',
+           'study_variants', 'run_weights', 'load_manifest', 'run_train', 'run_evaluate', 'run_compare',
+           'variant_names', 'run_materialize', 'main']
 
 # %% ../nbs/11_cli.ipynb #7f1deef1
 SOURCES = ('synthetic', 'rafdb')
@@ -49,7 +50,7 @@ def run_data(params: dict, out_dir: str | Path) -> dict:
     write_text_atomic(out_dir/'dataset.json', json.dumps(info, indent=2))
     return info
 
-# %% ../nbs/11_cli.ipynb #33893316
+# %% ../nbs/11_cli.ipynb #4c927fc6
 def use_weights_dir(params: dict) -> Path:
     "Point torch's hub cache at the study's weights folder."
     d = Path(get_param(params, 'weights.dir', str))
@@ -74,18 +75,32 @@ def weights_record(init: str) -> dict:
     except WeightsUnavailable as e: return dict(init=init, available=False, reason=str(e))
     return dict(init=init, available=True, file=path.name, sha256=sha256(path))
 
+def check_init(init, key: str = 'study.inits') -> str:
+    "`init` if it names an initialization: scratch, imagenet, or a path to a .pth/.pt checkpoint."
+    if not isinstance(init, str) or not (init in ('scratch', 'imagenet') or Path(init).suffix in ('.pth', '.pt')):
+        raise FerStudyError(f"params: '{key}' has unknown initialization {init!r} (scratch, imagenet, or a path to a .pth/.pt file)")
+    return init
+
+def study_variants(params: dict) -> tuple[list[str], list[str]]:
+    "The initializations and losses params ask for, each checked."
+    from fer_study.train import LOSSES
+    inits, losses = get_param(params, 'study.inits', list), get_param(params, 'study.losses', list)
+    for loss in losses:
+        if loss not in LOSSES: raise FerStudyError(f"params: 'study.losses' has unknown loss {loss!r} (choose from {list(LOSSES)})")
+    return [check_init(i) for i in inits], losses
+
 def run_weights(params: dict, out_dir: str | Path) -> list[dict]:
     "Write `<init>.json` for each initialization variant in params."
     use_weights_dir(params)
     records = []
-    for init in get_param(params, 'study.inits', list):
+    for init in study_variants(params)[0]:
         rec = weights_record(init)
         write_text_atomic(Path(out_dir)/f'{Path(init).stem}.json', json.dumps(rec, indent=2))
         if not rec['available']: print(f"[!] {init}: {rec['reason']}")
         records.append(rec)
     return records
 
-# %% ../nbs/11_cli.ipynb #57ba9166
+# %% ../nbs/11_cli.ipynb #5ab4fb91
 def load_manifest(manifest: str | Path) -> tuple[pd.DataFrame, dict]:
     "The manifest written by the data stage, with absolute image paths, and its dataset description."
     manifest = Path(manifest)
@@ -99,7 +114,7 @@ def run_train(params: dict, init: str, loss: str, manifest: str | Path, out_dir:
     from fer_study.model import WeightsUnavailable
     from fer_study.train import load_subsets, train, train_config
     use_weights_dir(params)
-    cfg = train_config(params, init=init, loss=loss)
+    cfg = train_config(params, init=check_init(init, '--init'), loss=loss)
     out_dir = Path(out_dir)
     (out_dir/'skipped.json').unlink(missing_ok=True)
     try:
@@ -136,9 +151,10 @@ def run_compare(params: dict, out_dir: str | Path) -> pd.DataFrame:
 
 def variant_names(params: dict) -> list[str]:
     "Names `<init>-<loss>` of the variants params ask for."
-    return [f'{Path(i).stem}-{l}' for i in get_param(params, 'study.inits', list) for l in get_param(params, 'study.losses', list)]
+    inits, losses = study_variants(params)
+    return [f'{Path(i).stem}-{l}' for i in inits for l in losses]
 
-# %% ../nbs/11_cli.ipynb #c28d6483
+# %% ../nbs/11_cli.ipynb #a8120331
 def run_materialize(params: dict, data_dir: str | Path = 'data') -> bool:
     "Write the embedded default into `data_dir` if it does not exist; True if written."
     from fer_study.synth import make_demo_video, make_synthetic_rafdb
@@ -159,7 +175,7 @@ def run_materialize(params: dict, data_dir: str | Path = 'data') -> bool:
     print(f"[*] wrote the embedded synthetic default into {data_dir}/ (not RAF-DB: results on it are a pipeline check)")
     return True
 
-# %% ../nbs/11_cli.ipynb #f1074207
+# %% ../nbs/11_cli.ipynb #906f5f0d
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='fer-study', description='DACL facial expression recognition study.')
     sub = p.add_subparsers(dest='command', required=True)
