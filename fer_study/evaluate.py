@@ -42,7 +42,7 @@ def evaluate_checkpoint(checkpoint: str | Path, manifest: pd.DataFrame, out_dir:
     write_text_atomic(out_dir/'metrics.json', json.dumps(metrics, indent=2))
     return metrics
 
-# %% ../nbs/07_evaluate.ipynb #8f7f0562
+# %% ../nbs/07_evaluate.ipynb #47fa84ba
 REFERENCE_ROWS = [
     dict(variant='seed study: imagenet', source='seed study (RAF-DB, test-selected)', acc=0.8559),
     dict(variant='seed study: scratch', source='seed study (RAF-DB, test-selected)', acc=0.8012),
@@ -58,7 +58,8 @@ def compare_variants(model_dirs: dict[str, Path], eval_dirs: dict[str, Path]) ->
         mdir, edir = Path(mdir), Path(eval_dirs[name])
         skipped = mdir/'skipped.json'
         if skipped.exists():
-            rows.append(dict(variant=name, source='skipped: ' + json.loads(skipped.read_text())['reason'])); continue
+            reason = json.loads(skipped.read_text())['reason'].split(' (')[0]  # the first clause; the record has the rest
+            rows.append(dict(variant=name, source=f'skipped: {reason} (see {skipped})')); continue
         train, test = json.loads((mdir/'metrics.json').read_text()), json.loads((edir/'metrics.json').read_text())
         rows.append(dict(variant=name, source=f"this study ({train['dataset']})", epoch=train['selected_epoch'],
                          **{k: test[k] for k in METRIC_NAMES}, best_valid_acc=train['best_valid_test_selected']['acc']))
