@@ -18,11 +18,11 @@ from .core import CLASSES, FerStudyError, get_param, load_params, write_text_ato
 from .rafdb import read_manifest, read_rafdb, split_train_val, write_manifest
 
 # %% auto #0
-__all__ = ['SOURCES', 'dataset_kind', 'data_root', 'run_data', 'use_weights_dir', 'sha256', 'weights_record', 'check_init',
-           'study_variants', 'run_weights', 'load_manifest', 'run_train', 'run_evaluate', 'run_compare',
-           'variant_names', 'run_materialize', 'main']
+__all__ = ['SOURCES', 'dataset_kind', 'data_root', 'training_face_template', 'run_data', 'use_weights_dir', 'sha256',
+           'weights_record', 'check_init', 'study_variants', 'run_weights', 'load_manifest', 'run_train',
+           'run_evaluate', 'run_compare', 'variant_names', 'run_materialize', 'main']
 
-# %% ../nbs/11_cli.ipynb #7f1deef1
+# %% ../nbs/11_cli.ipynb #408a83c3
 SOURCES = ('synthetic', 'rafdb')
 
 def dataset_kind(root: Path) -> str:
@@ -39,6 +39,12 @@ def data_root(params: dict) -> Path:
         raise FerStudyError(f"{root}: params say data.source={source!r} but the folder holds {dataset_kind(root)} data")
     return root
 
+def training_face_template(paths) -> dict:
+    "Where the training faces' 5 landmarks sit (unit crop coordinates), so video faces can be aligned the same way."
+    from fer_study.faces import estimate_face_template
+    try: return dict(face_template=estimate_face_template(list(paths)).round(4).tolist())
+    except FerStudyError as e: return dict(face_template=None, face_template_error=str(e))
+
 def run_data(params: dict, out_dir: str | Path) -> dict:
     "Validate the dataset and write the train / val / test manifest and a description of the data."
     root = data_root(params)
@@ -46,7 +52,8 @@ def run_data(params: dict, out_dir: str | Path) -> dict:
     out_dir = Path(out_dir)
     write_manifest(df, out_dir/'manifest.csv', root)
     counts = {s: {c: int(((df.subset == s) & (df.label == i)).sum()) for i, c in enumerate(CLASSES)} for s in ('train', 'val', 'test')}
-    info = dict(dataset=dataset_kind(root), root=str(root), images={s: sum(v.values()) for s, v in counts.items()}, per_class=counts)
+    info = dict(dataset=dataset_kind(root), root=str(root), images={s: sum(v.values()) for s, v in counts.items()}, per_class=counts,
+                **training_face_template(df[df.subset == 'train'].path))
     write_text_atomic(out_dir/'dataset.json', json.dumps(info, indent=2))
     return info
 
@@ -100,7 +107,7 @@ def run_weights(params: dict, out_dir: str | Path) -> list[dict]:
         records.append(rec)
     return records
 
-# %% ../nbs/11_cli.ipynb #5ab4fb91
+# %% ../nbs/11_cli.ipynb #9a652eb2
 def load_manifest(manifest: str | Path) -> tuple[pd.DataFrame, dict]:
     "The manifest written by the data stage, with absolute image paths, and its dataset description."
     manifest = Path(manifest)
@@ -126,7 +133,7 @@ def run_train(params: dict, init: str, loss: str, manifest: str | Path, out_dir:
         return dict(skipped=True, reason=str(e))
     df, info = load_manifest(manifest)
     data = load_subsets(df, cfg.resize)
-    return train(data, cfg, out_dir, dataset=info['dataset'], progress=progress)
+    return train(data, cfg, out_dir, dataset=info['dataset'], progress=progress, face_template=info.get('face_template'))
 
 def run_evaluate(model_dir: str | Path, manifest: str | Path, out_dir: str | Path) -> dict:
     "Test metrics of the validation-selected checkpoint in `model_dir` (or the skip record)."
