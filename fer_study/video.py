@@ -30,8 +30,8 @@ from .rafdb import resize_face
 # %% auto #0
 __all__ = ['BOX_COLUMNS', 'LANDMARK_COLUMNS', 'UNCERTAIN_TREATMENT', 'SYNTHETIC_NOTE', 'StageTimer', 'table_columns',
            'face_record', 'label_probs', 'FaceClassifier', 'keyframe_spans', 'video_end', 'share_block',
-           'window_overlaps', 'summarize_faces', 'atomic_dir', 'check_analysis_params', 'detect_and_align',
-           'analyze_video', 'output_names', 'analyze_videos', 'format_summary']
+           'window_overlaps', 'summarize_faces', 'atomic_dir', 'check_analysis_params', 'face_alignment',
+           'detect_and_align', 'analyze_video', 'output_names', 'analyze_videos', 'format_summary']
 
 # %% ../nbs/10_video.ipynb #9df988e8
 class StageTimer:
@@ -180,7 +180,7 @@ def atomic_dir(path: str | Path):
         for p in (tmp, old):
             if p.exists(): shutil.rmtree(p)
 
-# %% ../nbs/10_video.ipynb #d0d2e13d
+# %% ../nbs/10_video.ipynb #8e09cb49
 SYNTHETIC_NOTE = ("This model was trained on the synthetic face set (fer_study.synth), not on RAF-DB: its predictions on real "
                   "faces mean nothing. Use a checkpoint trained on RAF-DB to analyse real recordings.")
 
@@ -193,10 +193,23 @@ def check_analysis_params(fps: float | None, min_gap: float, conf_threshold: flo
     if detect_width is not None and detect_width < 32: raise ParamsError(f"detect_width must be at least 32 pixels, got {detect_width}")
     if upsample not in (0, 1, 2): raise ParamsError(f"upsample must be 0, 1 or 2, got {upsample}")
 
-def detect_and_align(image: np.ndarray, detect_width: int | None, upsample: int, timer: StageTimer) -> list[Face]:
-    "The faces of one keyframe, with detection and alignment timed separately."
+def face_alignment(meta: dict) -> tuple[np.ndarray | None, dict]:
+    "The face template a checkpoint's meta carries (None: dlib's face chip) and the record of it for the summary."
+    template = meta.get('face_template')
+    if template is None:
+        why = meta.get('face_template_error', 'the checkpoint has no face_template')
+        return None, dict(method='face_chip', padding=0.25, warning=f"{why}: faces aligned with dlib's get_face_chip, "
+                          "framed unlike the training images (tighter and higher); predictions may suffer")
+    template = np.asarray(template, float)
+    if template.shape != (5, 2) or not np.isfinite(template).all():
+        raise FerStudyError(f"face_template in the checkpoint must be 5 finite [x, y] pairs, got {meta['face_template']!r}")
+    return template, dict(method='template', template=template.round(4).tolist())
+
+def detect_and_align(image: np.ndarray, detect_width: int | None, upsample: int, timer: StageTimer,
+                     template: np.ndarray | None = None) -> list[Face]:
+    "The faces of one keyframe, aligned to `template` (None: dlib's face chip), with detection and alignment timed separately."
     with timer('detect'): found = detect_faces(image, detect_width, upsample)
-    with timer('align'): return [Face(box, score, *align_face(image, box)) for box, score in found]
+    with timer('align'): return [Face(box, score, *align_face(image, box, template=template)) for box, score in found]
 
 def _json_safe(x):
     "`x` with NaN and infinities as None and NumPy scalars as Python numbers, ready for strict JSON."
@@ -212,6 +225,7 @@ def analyze_video(path: str | Path, model: torch.nn.Module, meta: dict, out_dir:
                   detect_width: int | None = 640, upsample: int = 0, progress: bool = True, batch_size: int = 64) -> dict:
     "Analyse one video; write faces.csv, keyframes.csv and summary.json into `out_dir` atomically; return the summary."
     check_analysis_params(fps, min_gap, conf_threshold, window, detect_width, upsample)
+    template, alignment = face_alignment(meta)
     path, out_dir, start = Path(path), Path(out_dir), time.perf_counter()
     stream = select_keyframes(path, threshold, fps, min_gap)
     timer, tracker, clf = StageTimer(), FaceTracker(), FaceClassifier(model, meta, conf_threshold, batch_size)
@@ -221,7 +235,7 @@ def analyze_video(path: str | Path, model: torch.nn.Module, meta: dict, out_dir:
         while True:
             with timer('decode+select'): kf = next(frames, None)
             if kf is None: break
-            faces = tracker.update(detect_and_align(kf.image, detect_width, upsample, timer))
+            faces = tracker.update(detect_and_align(kf.image, detect_width, upsample, timer, template))
             keyframes.append(dict(time=round(kf.time, 4), frame=kf.index, faces=len(faces)))
             with timer('classify'):
                 for f in faces: clf.add(face_record(path.name, kf.index, kf.time, f), f.crop)
@@ -236,7 +250,7 @@ def analyze_video(path: str | Path, model: torch.nn.Module, meta: dict, out_dir:
                    keyframes=dict(report.as_dict(), with_faces=int((kf_table['faces'] > 0).sum())),
                    settings=dict(threshold=threshold, fps=fps, min_gap=min_gap, conf_threshold=conf_threshold, window=window,
                                  detect_width=detect_width, upsample=upsample, keyframe_mode='fixed rate' if fps else 'scene change'),
-                   model=dict(meta), faces_found=bool(len(table)),
+                   alignment=alignment, model=dict(meta), faces_found=bool(len(table)),
                    **summarize_faces(table, meta['classes'], window, video_end(report)))
     if not len(table): summary['message'] = f"no faces were found in {len(kf_table)} keyframe{'s' * (len(kf_table) != 1)} of {path.name}"
     if meta.get('dataset') == 'synthetic': summary['note'] = SYNTHETIC_NOTE
@@ -250,7 +264,7 @@ def analyze_video(path: str | Path, model: torch.nn.Module, meta: dict, out_dir:
         (d/'summary.json').write_text(json.dumps(_json_safe(summary), indent=1, allow_nan=False) + '\n')
     return _json_safe(summary)
 
-# %% ../nbs/10_video.ipynb #7a200a1a
+# %% ../nbs/10_video.ipynb #bd8245db
 def output_names(videos: Sequence[str | Path]) -> list[str]:
     "A distinct folder name per video: its stem, with -2, -3, ... for repeats."
     names, used = [], set()
@@ -272,7 +286,7 @@ def analyze_videos(videos: Sequence[str | Path], model_path: str | Path, out_dir
     meta = {**meta, 'checkpoint': str(model_path)}
     return [analyze_video(v, model, meta, Path(out_dir)/name, **kw) for v, name in zip(videos, output_names(videos))]
 
-# %% ../nbs/10_video.ipynb #93ba406c
+# %% ../nbs/10_video.ipynb #fb86fca0
 def _pct(x: float | None) -> str: return '   -  ' if x is None else f'{100 * x:5.1f}%'
 
 def format_summary(summary: dict, max_participants: int = 8) -> str:
@@ -297,6 +311,7 @@ def format_summary(summary: dict, max_participants: int = 8) -> str:
         doms = [w['dominant'] or '-' for w in summary['windows']]
         if len(doms) > 1: lines.append(f"  dominant per {summary['window_seconds']:g} s: " + ' '.join(doms[:12]) + (' ...' if len(doms) > 12 else ''))
     if summary.get('note'): lines.append(f"  NOTE: {summary['note']}")
+    if summary['alignment'].get('warning'): lines.append(f"  ALIGNMENT: {summary['alignment']['warning']}")
     t = summary['timing']
     lines.append(f"  {t['total']:.1f} s ({t['realtime_factor']}x real time); outputs in {summary['outputs']['folder']}/ (faces.csv, keyframes.csv, summary.json)")
     return '\n'.join(lines)
