@@ -20,7 +20,7 @@ from .rafdb import read_manifest, read_rafdb, split_train_val, write_manifest
 # %% auto #0
 __all__ = ['SOURCES', 'dataset_kind', 'data_root', 'training_face_template', 'run_data', 'use_weights_dir', 'sha256',
            'weights_record', 'check_init', 'study_variants', 'run_weights', 'load_manifest', 'run_train',
-           'run_evaluate', 'run_compare', 'variant_names', 'run_materialize', 'main']
+           'run_evaluate', 'run_compare', 'collect_curves', 'variant_names', 'run_materialize', 'main']
 
 # %% ../nbs/11_cli.ipynb #408a83c3
 SOURCES = ('synthetic', 'rafdb')
@@ -107,7 +107,7 @@ def run_weights(params: dict, out_dir: str | Path) -> list[dict]:
         records.append(rec)
     return records
 
-# %% ../nbs/11_cli.ipynb #9a652eb2
+# %% ../nbs/11_cli.ipynb #b5e9b688
 def load_manifest(manifest: str | Path) -> tuple[pd.DataFrame, dict]:
     "The manifest written by the data stage, with absolute image paths, and its dataset description."
     manifest = Path(manifest)
@@ -154,7 +154,18 @@ def run_compare(params: dict, out_dir: str | Path) -> pd.DataFrame:
     names = variant_names(params)
     table = compare_variants({n: Path('models')/n for n in names}, {n: Path('outputs/eval')/n for n in names})
     write_comparison(table, out_dir)
+    collect_curves(names, Path(out_dir)/'curves')
     return table
+
+def collect_curves(names: list[str], out_dir: Path) -> None:
+    "Copy each trained variant's dvclive learning curves under `out_dir/<variant>/` (one folder `dvc plots` can draw)."
+    import shutil
+    if out_dir.exists(): shutil.rmtree(out_dir)
+    for n in names:
+        for tsv in (Path('models')/n/'live'/'plots'/'metrics').rglob('*.tsv'):
+            dest = out_dir/n/tsv.relative_to(Path('models')/n/'live'/'plots'/'metrics')
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(tsv, dest)
 
 def variant_names(params: dict) -> list[str]:
     "Names `<init>-<loss>` of the variants params ask for."

@@ -88,3 +88,11 @@ def test_changing_a_training_param_reruns_only_training_onwards(study):
     (repo / 'params.yaml').write_text(yaml.safe_dump(params, sort_keys=False))
     out = run(['dvc', 'status'], repo).stdout
     assert 'webcam@demo_single' in out and 'train@' not in out and 'data:' not in out, out
+
+
+def test_plots_show_draws_curves_and_confusion_without_warnings(study, tmp_path):
+    repo, _ = study
+    r = run(['dvc', 'plots', 'show', '-o', str(tmp_path / 'plots')], repo)
+    assert 'WARNING' not in r.stdout + r.stderr and 'failed' not in r.stdout + r.stderr, r.stdout + r.stderr
+    page = (tmp_path / 'plots' / 'index.html').read_text()
+    assert 'outputs/compare/curves/scratch-dacl/val/acc.tsv' in page and 'predictions.csv' in page
