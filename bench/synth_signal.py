@@ -21,6 +21,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--params', default='params.yaml')
     p.add_argument('--manifest', default='outputs/data/manifest.csv')
+    p.add_argument('--runs', nargs='+', default=['true labels', 'shuffled labels'], choices=['true labels', 'shuffled labels'])
     args = p.parse_args()
     cfg = train_config(load_params(args.params), 'scratch', 'dacl')
     df, info = load_manifest(args.manifest)
@@ -31,6 +32,7 @@ def main():
     shuffled = {**data, 'train': (x, y[torch.randperm(len(y), generator=torch.Generator().manual_seed(1))])}
     results = {}
     for name, d in (('true labels', data), ('shuffled labels', shuffled)):
+        if name not in args.runs: continue
         t = time.perf_counter()
         with tempfile.TemporaryDirectory() as out:
             s = train(d, cfg, out, dataset=info['dataset'], progress=False)
