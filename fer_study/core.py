@@ -16,12 +16,14 @@ import torch
 import yaml
 
 # %% auto #0
-__all__ = ['CLASSES', 'POSITIVE_CLASSES', 'IN_TEST', 'raf_id_to_index', 'FerStudyError', 'DatasetError', 'ParamsError',
-           'load_params', 'get_param', 'seed_everything', 'pick_device', 'atomic_path', 'write_text_atomic']
+__all__ = ['CLASSES', 'POSITIVE_CLASSES', 'NEGATIVE_CLASSES', 'IN_TEST', 'raf_id_to_index', 'FerStudyError', 'DatasetError',
+           'ParamsError', 'load_params', 'get_param', 'seed_everything', 'pick_device', 'atomic_path',
+           'write_text_atomic']
 
-# %% ../nbs/00_core.ipynb #7cf6ae1e
+# %% ../nbs/00_core.ipynb #da9c9298
 CLASSES: tuple[str, ...] = ('Surprise', 'Fear', 'Disgust', 'Happiness', 'Sadness', 'Anger', 'Neutral')
 POSITIVE_CLASSES: tuple[str, ...] = ('Happiness', 'Surprise')  # read as engaged/positive in the video summary
+NEGATIVE_CLASSES: tuple[str, ...] = ('Fear', 'Disgust', 'Sadness', 'Anger')  # read as negative reactions in the video report
 
 def raf_id_to_index(raf_id: int) -> int:
     "Class index (0..6) of a RAF-DB label id (1..7)."

@@ -12,7 +12,8 @@ from sklearn.metrics import (average_precision_score, confusion_matrix, f1_score
 from .core import CLASSES
 
 # %% auto #0
-__all__ = ['METRIC_NAMES', 'classification_metrics', 'per_class_table', 'confusion', 'best_per_metric', 'format_block']
+__all__ = ['METRIC_NAMES', 'classification_metrics', 'per_class_table', 'confusion', 'best_per_metric', 'format_block',
+           'reliability_table', 'expected_calibration_error']
 
 # %% ../nbs/05_metrics.ipynb #16243056
 METRIC_NAMES = ('acc', 'rec', 'f1', 'aucpr', 'aucroc')
@@ -51,3 +52,21 @@ def best_per_metric(history: list[dict[str, float]]) -> dict[str, float]:
 def format_block(title: str, metrics: dict[str, float]) -> str:
     "A metrics block in the official code's print format."
     return '\n'.join([f'[>] {title} '.ljust(64, '-')] + [f'[+] {k}={metrics[k]:.4f}' for k in METRIC_NAMES])
+
+# %% ../nbs/05_metrics.ipynb #c6109fba
+def reliability_table(y_true: np.ndarray, probs: np.ndarray, n_bins: int = 10) -> list[dict]:
+    "Per equal-width confidence bin: its range, count, mean confidence and accuracy (empty bins left out)."
+    probs = np.asarray(probs, dtype=np.float64)
+    conf, correct = probs.max(1), probs.argmax(1) == np.asarray(y_true)
+    edges = np.linspace(0, 1, n_bins + 1)
+    which = np.clip(np.searchsorted(edges, conf, side='left') - 1, 0, n_bins - 1)  # bins are (lo, hi]; 0 joins the first
+    return [dict(lo=float(edges[b]), hi=float(edges[b + 1]), count=int((which == b).sum()),
+                 confidence=float(conf[which == b].mean()), accuracy=float(correct[which == b].mean()))
+            for b in range(n_bins) if (which == b).any()]
+
+def expected_calibration_error(y_true: np.ndarray, probs: np.ndarray, n_bins: int = 10) -> float:
+    "ECE: the bins' |accuracy - confidence| weighted by their share of the predictions."
+    bins = reliability_table(y_true, probs, n_bins)
+    if not bins: raise ValueError("expected_calibration_error: no predictions")
+    n = sum(b['count'] for b in bins)
+    return float(sum(b['count'] / n * abs(b['accuracy'] - b['confidence']) for b in bins))
