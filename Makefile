@@ -9,6 +9,10 @@ VENV_PATH := PATH="$(CURDIR)/$(VENV)/bin:$$PATH"
 
 .PHONY: install study test export readme clean-nbs
 
+# The report tests look at the HTML in headless Chromium (Debian's package); installed once, as root or with sudo.
+CHROMIUM := /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
 install: $(STAMP)
 
 # Reinstalls only when a requirement or the package metadata changed.
@@ -21,8 +25,13 @@ $(STAMP): requirements.txt requirements-lock.txt setup.py settings.ini pyproject
 export: $(STAMP)
 	$(BIN)/nbdev_export
 
+$(CHROMIUM):
+	@command -v apt-get >/dev/null || { echo "the report tests need Chromium at $(CHROMIUM) (Debian/Ubuntu package chromium)"; exit 1; }
+	$(SUDO) apt-get install -y -q --no-install-recommends chromium || \
+		{ $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q --no-install-recommends chromium; }
+
 # The package must be exactly what the notebooks export.
-test: $(STAMP)
+test: $(STAMP) $(CHROMIUM)
 	$(BIN)/nbdev_export
 	@if [ -n "$$(git status --porcelain -- fer_study)" ]; then \
 		echo "fer_study/ is out of sync with nbs/: run nbdev_export and commit the result"; \
@@ -35,8 +44,9 @@ study: $(STAMP)
 	$(VENV_PATH) fer-study materialize
 	$(VENV_PATH) dvc repro
 	@echo
-	@echo "Results: outputs/compare/comparison.md (comparison), outputs/eval/<variant>/ (test metrics),"
-	@echo "         models/<variant>/ (checkpoints, learning curves), outputs/webcam/<video>/ (video analysis)."
+	@echo "Results: outputs/compare/report.html (study report), outputs/compare/comparison.md (comparison),"
+	@echo "         outputs/eval/<variant>/ (test metrics), models/<variant>/ (checkpoints, learning curves),"
+	@echo "         outputs/webcam/<video>/report.html (report on each video, beside its tables)."
 	@cat outputs/compare/comparison.md
 
 readme: $(STAMP)

@@ -108,7 +108,7 @@ def run_weights(params: dict, out_dir: str | Path) -> list[dict]:
         records.append(rec)
     return records
 
-# %% ../nbs/11_cli.ipynb #95cf93b6
+# %% ../nbs/11_cli.ipynb #78f6879e
 def load_manifest(manifest: str | Path) -> tuple[pd.DataFrame, dict]:
     "The manifest written by the data stage, with absolute image paths, and its dataset description."
     manifest = Path(manifest)
@@ -149,13 +149,15 @@ def run_evaluate(model_dir: str | Path, manifest: str | Path, out_dir: str | Pat
         return rec
     return evaluate_checkpoint(model_dir/'best.pt', load_manifest(manifest)[0], out_dir)
 
-def run_compare(params: dict, out_dir: str | Path) -> pd.DataFrame:
-    "The comparison table of every trained variant beside the published figures."
+def run_compare(params: dict, out_dir: str | Path, report: bool = True) -> pd.DataFrame:
+    "The comparison table of every trained variant beside the published figures, and the study report."
     from fer_study.evaluate import compare_variants, write_comparison
+    from fer_study.report import report_study
     names = variant_names(params)
     table = compare_variants({n: Path('models')/n for n in names}, {n: Path('outputs/eval')/n for n in names})
     write_comparison(table, out_dir)
     collect_curves(names, Path(out_dir)/'curves')
+    if report: report_study(names, out_dir)
     return table
 
 def collect_curves(names: list[str], out_dir: Path) -> None:
@@ -193,7 +195,7 @@ def run_materialize(params: dict, data_dir: str | Path = 'data') -> bool:
     print(f"[*] wrote the embedded synthetic default into {data_dir}/ (not RAF-DB: results on it are a pipeline check)")
     return True
 
-# %% ../nbs/11_cli.ipynb #906f5f0d
+# %% ../nbs/11_cli.ipynb #e9db880b
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='fer-study', description='DACL facial expression recognition study.')
     sub = p.add_subparsers(dest='command', required=True)
@@ -210,23 +212,32 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument('--no-progress', action='store_true')
     s = cmd('evaluate', 'test metrics of a trained variant')
     s.add_argument('--model-dir', required=True); s.add_argument('--manifest', default='outputs/data/manifest.csv'); s.add_argument('--out', required=True)
-    cmd('compare', 'compare the variants').add_argument('--out', default='outputs/compare')
-    s = sub.add_parser('analyze', help='read the emotions in videos')
-    s.add_argument('videos', nargs='+', type=Path); s.add_argument('--model', required=True, type=Path); s.add_argument('--out', required=True, type=Path)
-    s.add_argument('--threshold', type=float, default=0.003, help='FFmpeg scene-change threshold for keyframes')
-    s.add_argument('--fps', type=float, default=None, help='fixed keyframe rate instead of scene changes')
-    s.add_argument('--min-gap', type=float, default=0.0, help='minimum seconds between keyframes')
-    s.add_argument('--conf-threshold', type=float, default=0.5, help='faces below this confidence count as uncertain')
-    s.add_argument('--window', type=float, default=10.0, help='seconds per summary window')
-    s.add_argument('--no-progress', action='store_true')
+    s = cmd('compare', 'compare the variants and write the study report')
+    s.add_argument('--out', default='outputs/compare'); s.add_argument('--no-report', action='store_true', help='the table only')
+    def video_cmd(name, help):
+        s = sub.add_parser(name, help=help)
+        s.add_argument('videos', nargs='+', type=Path); s.add_argument('--model', required=True, type=Path); s.add_argument('--out', required=True, type=Path)
+        s.add_argument('--threshold', type=float, default=0.003, help='FFmpeg scene-change threshold for keyframes')
+        s.add_argument('--fps', type=float, default=None, help='fixed keyframe rate instead of scene changes')
+        s.add_argument('--min-gap', type=float, default=0.0, help='minimum seconds between keyframes')
+        s.add_argument('--conf-threshold', type=float, default=0.5, help='faces below this confidence count as uncertain')
+        s.add_argument('--window', type=float, default=10.0, help='seconds per summary window')
+        return s
+    video_cmd('analyze', 'read the emotions in videos').add_argument('--no-progress', action='store_true')
+    video_cmd('report', 'a report (notebook and HTML) on each video, run with papermill').add_argument('--title', default='How the audience felt')
     return p
+
+def _video_settings(a: argparse.Namespace) -> dict:
+    return dict(threshold=a.threshold, fps=a.fps, min_gap=a.min_gap, conf_threshold=a.conf_threshold, window=a.window)
 
 def _run(a: argparse.Namespace) -> None:
     if a.command == 'analyze':
         from fer_study.video import analyze_videos, format_summary
-        for s in analyze_videos(a.videos, a.model, a.out, threshold=a.threshold, fps=a.fps, min_gap=a.min_gap,
-                                conf_threshold=a.conf_threshold, window=a.window, progress=not a.no_progress):
-            print(format_summary(s))
+        for s in analyze_videos(a.videos, a.model, a.out, progress=not a.no_progress, **_video_settings(a)): print(format_summary(s))
+        return
+    if a.command == 'report':
+        from fer_study.report import report_videos
+        for page in report_videos(a.videos, a.model, a.out, a.title, **_video_settings(a)): print(f"[*] report: {page}")
         return
     params = load_params(a.params)
     if a.command == 'materialize': run_materialize(params, a.data)
@@ -234,7 +245,9 @@ def _run(a: argparse.Namespace) -> None:
     elif a.command == 'weights': run_weights(params, a.out)
     elif a.command == 'train': run_train(params, a.init, a.loss, a.manifest, a.out, progress=not a.no_progress)
     elif a.command == 'evaluate': print(json.dumps(run_evaluate(a.model_dir, a.manifest, a.out), indent=2))
-    elif a.command == 'compare': print(run_compare(params, a.out).to_markdown(index=False, floatfmt='.4f'))
+    elif a.command == 'compare':
+        from fer_study.evaluate import comparison_markdown
+        print(comparison_markdown(run_compare(params, a.out, report=not a.no_report)))
 
 def main(argv: list[str] | None = None) -> int:
     "Entry point of `fer-study`."

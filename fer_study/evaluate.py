@@ -17,7 +17,8 @@ from .model import load_model, predict_probs
 from .rafdb import load_images
 
 # %% auto #0
-__all__ = ['REFERENCE_ROWS', 'predictions_table', 'evaluate_checkpoint', 'compare_variants', 'write_comparison']
+__all__ = ['REFERENCE_ROWS', 'predictions_table', 'evaluate_checkpoint', 'compare_variants', 'comparison_markdown',
+           'write_comparison']
 
 # %% ../nbs/07_evaluate.ipynb #9c452e23
 def predictions_table(manifest: pd.DataFrame, probs: np.ndarray, classes=CLASSES) -> pd.DataFrame:
@@ -42,7 +43,7 @@ def evaluate_checkpoint(checkpoint: str | Path, manifest: pd.DataFrame, out_dir:
     write_text_atomic(out_dir/'metrics.json', json.dumps(metrics, indent=2))
     return metrics
 
-# %% ../nbs/07_evaluate.ipynb #47fa84ba
+# %% ../nbs/07_evaluate.ipynb #3ef5ee4f
 REFERENCE_ROWS = [
     dict(variant='seed study: imagenet', source='seed study (RAF-DB, test-selected)', acc=0.8559),
     dict(variant='seed study: scratch', source='seed study (RAF-DB, test-selected)', acc=0.8012),
@@ -65,8 +66,13 @@ def compare_variants(model_dirs: dict[str, Path], eval_dirs: dict[str, Path]) ->
                          **{k: test[k] for k in METRIC_NAMES}, best_valid_acc=train['best_valid_test_selected']['acc']))
     return pd.DataFrame(rows + REFERENCE_ROWS, columns=['variant', 'source', 'epoch', *METRIC_NAMES, 'best_valid_acc'])
 
+def comparison_markdown(table: pd.DataFrame) -> str:
+    "The comparison as a Markdown table: whole epochs, four decimals, blanks where a row has no figure."
+    blanks = table.astype(object).where(table.notna(), None)  # tabulate leaves None blank, but prints NaN as 'nan'
+    return blanks.to_markdown(index=False, floatfmt=['', '', '.0f'] + ['.4f'] * (table.shape[1] - 3), missingval='')
+
 def write_comparison(table: pd.DataFrame, out_dir: str | Path) -> None:
     "The comparison as CSV and as a Markdown table."
     out_dir = Path(out_dir)
     with atomic_path(out_dir/'comparison.csv') as tmp: table.to_csv(tmp, index=False)
-    write_text_atomic(out_dir/'comparison.md', table.to_markdown(index=False, floatfmt='.4f') + '\n')
+    write_text_atomic(out_dir/'comparison.md', comparison_markdown(table) + '\n')

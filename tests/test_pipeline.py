@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import nbformat
 import pytest
 import yaml
 
@@ -66,6 +67,19 @@ def test_repro_runs_the_whole_study(study):
     assert 'synthetic' in summary['note']
 
 
+# the study report with one trained variant: accuracy bars, learning curves, confusion matrix, recall, predicted shares,
+# reliability diagram, confident mistakes; the video report: shares, timeline, participants, contact sheet, reactions
+@pytest.mark.parametrize('report, figures', [('outputs/compare', 7), ('outputs/webcam/demo_single', 5)])
+def test_stages_write_complete_reports(study, report, figures):
+    repo, _ = study
+    nb = nbformat.read(repo / report / 'report.ipynb', as_version=4)
+    outputs = [o for c in nb.cells if c.cell_type == 'code' for o in c.outputs]
+    assert not [o for o in outputs if o.output_type == 'error']
+    assert sum('image/png' in o.get('data', {}) for o in outputs) == figures
+    page = (repo / report / 'report.html').read_text()
+    assert page.count('src="data:image/png;base64,') == figures and 'Synthetic' in page
+
+
 def test_after_repro_everything_is_up_to_date(study):
     repo, _ = study
     status = run(['dvc', 'status'], repo).stdout
@@ -96,3 +110,18 @@ def test_plots_show_draws_curves_and_confusion_without_warnings(study, tmp_path)
     assert 'WARNING' not in r.stdout + r.stderr and 'failed' not in r.stdout + r.stderr, r.stdout + r.stderr
     page = (tmp_path / 'plots' / 'index.html').read_text()
     assert 'outputs/compare/curves/scratch-dacl/val/acc.tsv' in page and 'predictions.csv' in page
+
+
+def test_a_failing_report_cell_fails_the_stage_and_leaves_no_report(study):
+    repo, _ = study
+    template = repo / 'nbs/reports/study_report.ipynb'
+    original = template.read_text()
+    nb = nbformat.reads(original, as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell("raise ValueError('no such metric: aucpr2')"))
+    try:
+        nbformat.write(nb, template)
+        r = run(['dvc', 'repro', 'compare'], repo, check=False)
+        assert r.returncode != 0
+        assert "ValueError: no such metric: aucpr2" in r.stdout + r.stderr, r.stdout[-2000:] + r.stderr[-2000:]
+        assert not (repo / 'outputs/compare/report.html').exists() and (repo / 'outputs/compare/report.failed.ipynb').exists()
+    finally: template.write_text(original)
