@@ -98,14 +98,23 @@ def clock(seconds: float) -> str:
     s = int(round(seconds))
     return f'{s // 60}:{s % 60:02d}'
 
-# %% ../nbs/12_report.ipynb #1f909996
-def reaction_moments(faces: pd.DataFrame, classes: Sequence[str] = CLASSES, k: int = 3) -> pd.DataFrame:
-    "The `k` keyframes of strongest positive and of strongest negative reaction, from the per-face table."
+# %% ../nbs/12_report.ipynb #aad3efa4
+def _strongest(scores: pd.Series, times: pd.Series, k: int, min_gap: float) -> list:
+    "Index labels of the `k` highest scores, each at least `min_gap` seconds from those taken before it."
+    taken = []
+    for i in scores.sort_values(ascending=False, kind='stable').index:
+        if len(taken) == k: break
+        if all(abs(times[i] - times[j]) >= min_gap for j in taken): taken.append(i)
+    return taken
+
+def reaction_moments(faces: pd.DataFrame, classes: Sequence[str] = CLASSES, k: int = 3, min_gap: float = 2.0) -> pd.DataFrame:
+    "The `k` keyframes of strongest positive and of strongest negative reaction, `min_gap` s apart, from the per-face table."
     pos, neg = [c for c in POSITIVE_CLASSES if c in classes], [c for c in NEGATIVE_CLASSES if c in classes]
     scored = faces.assign(positive=faces[pos].sum(1), negative=faces[neg].sum(1))
     per_frame = scored.groupby(['frame', 'time'], as_index=False).agg(positive=('positive', 'mean'), negative=('negative', 'mean'),
                                                                      faces=('participant', 'size'))
-    top = [per_frame.nlargest(k, side).assign(reaction=side, score=lambda d, s=side: d[s]) for side in ('positive', 'negative')]
+    top = [per_frame.loc[_strongest(per_frame[side], per_frame.time, k, min_gap)].assign(reaction=side, score=lambda d, s=side: d[s])
+           for side in ('positive', 'negative')]
     return pd.concat(top, ignore_index=True)[['reaction', 'time', 'frame', 'faces', 'score']]
 
 # %% ../nbs/12_report.ipynb #cf28c402

@@ -113,3 +113,16 @@ def test_bad_input_fails_before_any_report(inputs, tmp_path):
     r = fer_study('report', video, '--model', tmp_path / 'missing.pt', '--out', tmp_path / 'out')
     assert r.returncode == 2 and 'missing.pt: checkpoint not found' in r.stderr, r.stderr
     assert not (tmp_path / 'out').exists()
+
+
+def test_a_video_without_faces_gives_a_report_that_says_so(inputs, tmp_path):
+    d, _, ckpt = inputs
+    from fer_study.keyframes import make_test_video
+    blank = make_test_video(tmp_path / 'empty_room.mp4', 'color=c=gray:s=320x240:r=25:d=1')
+    r = fer_study('report', blank, '--model', ckpt, '--out', tmp_path / 'out')
+    assert r.returncode == 0, r.stderr[-3000:]
+    nb = nbformat.read(tmp_path / 'out' / 'empty_room' / 'report.ipynb', as_version=4)
+    assert figures(nb) == []
+    page = (tmp_path / 'out' / 'empty_room' / 'report.html').read_text()
+    assert 'no faces were found in 1 keyframe of empty_room.mp4, so there is nothing to report about emotions' in page
+    assert page.count('Nothing to draw') == VIDEO_FIGURES
