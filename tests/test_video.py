@@ -1,6 +1,7 @@
 """Video analysis on bad input: each a clear FerStudyError naming the file, and nothing left that looks complete."""
 import json
 import re
+import resource
 import subprocess
 
 import pytest
@@ -111,3 +112,18 @@ def test_bad_settings_are_named(files, tmp_path):
     d, ckpt = files
     for kw, msg in [({'fps': 0}, 'fps must be positive'), ({'conf_threshold': 2}, 'conf_threshold'), ({'window': -1}, 'window')]:
         with pytest.raises(FerStudyError, match=msg): analyze_videos([d / 'blank.mp4'], ckpt, tmp_path / 'out', progress=False, **kw)
+
+
+def test_4k_video_streams_downscaled_frames(files, tmp_path):
+    d, ckpt = files
+    uhd = tmp_path / 'uhd.mp4'
+    ffmpeg('-i', d / 'demo.mp4', '-vf', 'scale=3840:2160', '-c:v', 'libx264', '-preset', 'ultrafast', uhd)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB; ffmpeg's own memory is its process's
+    [s] = analyze_videos([uhd], ckpt, tmp_path / 'out', fps=25, progress=False)
+    grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak) / 1024
+    assert (s['video']['width'], s['video']['height']) == (3840, 2160)
+    assert (s['keyframes']['frame_width'], s['keyframes']['frame_height']) == (1920, 1080)
+    assert s['keyframes']['keyframes'] == s['keyframes']['frames_decoded'] == 50  # every frame went through
+    assert s['keyframes']['with_faces'] == 50
+    # holding the decoded video would take 50 x 3840 x 2160 x 3 bytes = 1.2 GiB
+    assert grown_mib < 300, f"peak memory grew by {grown_mib:.0f} MiB"
