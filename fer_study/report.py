@@ -59,7 +59,7 @@ def notebook_html(nb: nbformat.NotebookNode, title: str = 'Report') -> str:
                             preprocessors=[TagRemovePreprocessor(remove_cell_tags={'remove-cell'})])
     return exporter.from_notebook_node(nb, resources={'metadata': {'name': title}})[0]
 
-# %% ../nbs/12_report.ipynb #3cb70a96
+# %% ../nbs/12_report.ipynb #4033ef1b
 class ReportError(FerStudyError):
     "A report template failed; the message names the cell and its error."
 
@@ -75,9 +75,7 @@ def run_report(template: str | Path, out_dir: str | Path, parameters: dict, titl
     try:
         try: nb = papermill.execute_notebook(str(template), tmp, parameters=parameters, kernel_name='python3',
                                              progress_bar=False, cwd=str(Path.cwd()))
-        except Exception as e:
-            for p in (done, page): p.unlink(missing_ok=True)
-            if not isinstance(e, papermill.PapermillExecutionError): raise ReportError(f"{template}: {type(e).__name__}: {e}") from e
+        except papermill.PapermillExecutionError as e:
             out_dir.mkdir(parents=True, exist_ok=True)
             os.replace(tmp, failed)
             trace = _ANSI.sub('', '\n'.join(e.traceback[-3:]))
@@ -87,6 +85,10 @@ def run_report(template: str | Path, out_dir: str | Path, parameters: dict, titl
         write_text_atomic(page, notebook_html(nb, title))
         os.replace(tmp, done)
         failed.unlink(missing_ok=True)
+    except BaseException as e:
+        for p in (done, page): p.unlink(missing_ok=True)  # an earlier report must not pass for this run's
+        if isinstance(e, FerStudyError) or not isinstance(e, Exception): raise
+        raise ReportError(f"{template}: {type(e).__name__}: {e}") from e
     finally: Path(tmp).unlink(missing_ok=True)
     return page
 
