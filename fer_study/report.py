@@ -160,21 +160,18 @@ def plain_summary(summary: dict, moments: pd.DataFrame | None = None) -> str:
     if not ranked: lines.append("No face was read with enough confidence to give a share of emotions.")
     return ' '.join(lines)
 
-# %% ../nbs/12_report.ipynb #9859fee8
+# %% ../nbs/12_report.ipynb #2abea79b
 def report_videos(videos: Sequence[str | Path], model: str | Path, out_dir: str | Path, title: str = 'How the audience felt',
                   threshold: float = 0.003, fps: float | None = None, min_gap: float = 0.0, conf_threshold: float = 0.5,
                   window: float = 10.0) -> list[Path]:
     "A video report per video into `out_dir/<stem>/`; return the HTML pages."
-    from fer_study.keyframes import probe_video
     from fer_study.model import read_checkpoint
-    from fer_study.video import check_analysis_params, output_names
-    videos = [Path(v) for v in videos]
-    if not videos: raise FerStudyError("no video given")
-    check_analysis_params(fps, min_gap, conf_threshold, window, 640, 0)
-    for v in videos: probe_video(v)
+    from fer_study.video import check_videos, output_names
+    settings = dict(threshold=threshold, fps=fps, min_gap=min_gap, conf_threshold=conf_threshold, window=window)
+    videos = check_videos(videos, **settings)
     read_checkpoint(model)
     template = template_path('video')
-    settings = dict(model=str(model), threshold=threshold, fps=fps, min_gap=min_gap, conf_threshold=conf_threshold, window=window, title=title)
+    settings.update(model=str(model), title=title)
     return [run_report(template, Path(out_dir)/name, dict(settings, video=str(v), out=str(Path(out_dir)/name)), title=f'{title}: {v.name}')
             for v, name in zip(videos, output_names(videos))]
 

@@ -31,7 +31,7 @@ from .rafdb import resize_face
 __all__ = ['BOX_COLUMNS', 'LANDMARK_COLUMNS', 'UNCERTAIN_TREATMENT', 'SYNTHETIC_NOTE', 'StageTimer', 'table_columns',
            'face_record', 'label_probs', 'FaceClassifier', 'keyframe_spans', 'video_end', 'share_block',
            'window_overlaps', 'summarize_faces', 'atomic_dir', 'check_analysis_params', 'face_alignment',
-           'detect_and_align', 'analyze_video', 'output_names', 'analyze_videos', 'format_summary']
+           'detect_and_align', 'analyze_video', 'output_names', 'check_videos', 'analyze_videos', 'format_summary']
 
 # %% ../nbs/10_video.ipynb #9df988e8
 class StageTimer:
@@ -264,7 +264,7 @@ def analyze_video(path: str | Path, model: torch.nn.Module, meta: dict, out_dir:
         (d/'summary.json').write_text(json.dumps(_json_safe(summary), indent=1, allow_nan=False) + '\n')
     return _json_safe(summary)
 
-# %% ../nbs/10_video.ipynb #bd8245db
+# %% ../nbs/10_video.ipynb #c5c72ddf
 def output_names(videos: Sequence[str | Path]) -> list[str]:
     "A distinct folder name per video: its stem, with -2, -3, ... for repeats."
     names, used = [], set()
@@ -275,13 +275,18 @@ def output_names(videos: Sequence[str | Path]) -> list[str]:
         used.add(name); names.append(name)
     return names
 
-def analyze_videos(videos: Sequence[str | Path], model_path: str | Path, out_dir: str | Path, device: str = 'cpu', **kw) -> list[dict]:
-    "Analyse each video with the checkpoint at `model_path` (loaded once) into `out_dir/<stem>/`; return the summaries."
+def check_videos(videos: Sequence[str | Path], **kw) -> list[Path]:
+    "The videos as paths, once the settings in `kw` and every video check out: bad input fails before any work."
     videos = [Path(v) for v in videos]
     if not videos: raise FerStudyError("no video given")
     check_analysis_params(kw.get('fps'), kw.get('min_gap', 0.0), kw.get('conf_threshold', 0.5), kw.get('window', 10.0),
                           kw.get('detect_width', 640), kw.get('upsample', 0))
     for v in videos: probe_video(v)
+    return videos
+
+def analyze_videos(videos: Sequence[str | Path], model_path: str | Path, out_dir: str | Path, device: str = 'cpu', **kw) -> list[dict]:
+    "Analyse each video with the checkpoint at `model_path` (loaded once) into `out_dir/<stem>/`; return the summaries."
+    videos = check_videos(videos, **kw)
     model, meta = load_model(model_path, device)
     meta = {**meta, 'checkpoint': str(model_path)}
     return [analyze_video(v, model, meta, Path(out_dir)/name, **kw) for v, name in zip(videos, output_names(videos))]
