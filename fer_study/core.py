@@ -8,17 +8,18 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import shutil
 import tempfile
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
-import torch
 import yaml
 
 # %% auto #0
 __all__ = ['CLASSES', 'POSITIVE_CLASSES', 'NEGATIVE_CLASSES', 'IN_TEST', 'raf_id_to_index', 'FerStudyError', 'DatasetError',
            'ParamsError', 'load_params', 'get_param', 'seed_everything', 'pick_device', 'atomic_path',
-           'write_text_atomic']
+           'write_text_atomic', 'atomic_files', 'atomic_dir', 'writable_dir']
 
 # %% ../nbs/00_core.ipynb #da9c9298
 CLASSES: tuple[str, ...] = ('Surprise', 'Fear', 'Disgust', 'Happiness', 'Sadness', 'Anger', 'Neutral')
@@ -75,6 +76,7 @@ IN_TEST: bool = bool(os.environ.get('IN_TEST'))
 # %% ../nbs/00_core.ipynb #cf092d81
 def seed_everything(seed: int) -> torch.Generator:
     "Seed Python, NumPy and torch; return a torch generator seeded the same way."
+    import torch  # here, not at the top: `fer-study --help` must not wait for torch
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -82,6 +84,7 @@ def seed_everything(seed: int) -> torch.Generator:
 
 def pick_device(name: str = 'auto') -> torch.device:
     "CUDA when available (or asked for), else CPU."
+    import torch
     if name == 'auto': name = 'cuda' if torch.cuda.is_available() else 'cpu'
     if name == 'cuda' and not torch.cuda.is_available(): raise ParamsError("params: device 'cuda' asked for but no CUDA device is available")
     return torch.device(name)
@@ -107,3 +110,37 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     "Write `text` to `path` atomically."
     with atomic_path(path) as tmp: Path(tmp).write_text(text)
     return Path(path)
+
+# %% ../nbs/00_core.ipynb #4b7f4ee0
+@contextlib.contextmanager
+def atomic_files(folder: str | Path, names: Sequence[str]):
+    "Yield {name: temporary path} in `folder`; move each onto `folder/name` only if the block succeeds."
+    with contextlib.ExitStack() as stack:  # an error in the block reaches every atomic_path: none is moved
+        yield {n: stack.enter_context(atomic_path(Path(folder)/n)) for n in names}
+
+# %% ../nbs/00_core.ipynb #03bd04b8
+@contextlib.contextmanager
+def atomic_dir(path: str | Path):
+    "Yield a temporary folder beside `path`; it becomes `path` if the block succeeds. `path` must not exist."
+    path = Path(path)
+    if path.exists() or path.is_symlink(): raise FerStudyError(f"{path}: exists already; not replaced")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp'))
+    try:
+        tmp.chmod(0o777 & ~_UMASK)  # mkdtemp makes a private folder; the result is an ordinary one
+        yield tmp
+        os.rename(tmp, path)
+    finally:
+        if tmp.exists(): shutil.rmtree(tmp)
+
+# %% ../nbs/00_core.ipynb #49f5aaeb
+def writable_dir(path: str | Path, what: str = 'output folder') -> Path:
+    "Create `path` if needed and check that files can be written in it; `FerStudyError` naming it otherwise."
+    path = Path(path)
+    if path.exists() and not path.is_dir(): raise FerStudyError(f"{path}: {what} exists and is not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=path, prefix='.write-check.')
+        os.close(fd); os.unlink(probe)
+    except OSError as e: raise FerStudyError(f"{path}: {what} is not writable ({e.strerror or e})") from None
+    return path

@@ -20,6 +20,7 @@ import imageio_ffmpeg
 import numpy as np
 
 from .core import FerStudyError
+from .settings import VideoSettings
 
 # %% auto #0
 __all__ = ['VideoError', 'ffmpeg_exe', 'make_test_video', 'cuts_lavfi', 'VideoInfo', 'parse_ffmpeg_header', 'check_video_file',
@@ -92,7 +93,7 @@ def parse_ffmpeg_header(stderr: str, path: str = '?') -> VideoInfo:
         raise VideoError(f"{path}: has no video stream ({kind})")
     head = video.splitlines()[0]
     codec = re.search(r'Video: (\w+)', head).group(1)
-    w, h = map(int, re.search(r', (\d{2,5})x(\d{2,5})', head).groups())
+    w, h = map(int, re.search(r', (\d{1,5})x(\d{1,5})', head).groups())
     rate = re.search(r', ([\d.]+k?) fps', head) or re.search(r', ([\d.]+k?) tbr', head)
     rot = re.search(r'rotation of (-?[\d.]+) degrees', video) or re.search(r'\brotate\s*:\s*(-?\d+)', video)
     rotation = int(round(-float(rot.group(1)))) % 360 if rot and 'rotation of' in rot.group(0) else (int(rot.group(1)) % 360 if rot else 0)
@@ -116,7 +117,8 @@ def probe_video(path: str | Path) -> VideoInfo:
     return parse_ffmpeg_header(res.stderr, str(path))
 
 # %% ../nbs/08_keyframes.ipynb #5ee87c22
-def keyframe_expr(threshold: float = 0.003, fps: float | None = None, min_gap: float = 0.0, include_first: bool = True) -> str:
+def keyframe_expr(threshold: float = VideoSettings.threshold, fps: float | None = None, min_gap: float = 0.0,
+                  include_first: bool = True) -> str:
     "FFmpeg `select` expression: scene score above `threshold` (or `fps` frames a second), at least `min_gap` s apart."
     first = 'isnan(prev_selected_t)'
     if fps is not None:
@@ -169,7 +171,7 @@ class KeyframeReport:
 
 class KeyframeStream:
     "Iterable over a video's keyframes; `report` is filled in once the iteration has finished."
-    def __init__(self, path: str | Path, threshold: float = 0.003, fps: float | None = None, min_gap: float = 0.0,
+    def __init__(self, path: str | Path, threshold: float = VideoSettings.threshold, fps: float | None = None, min_gap: float = 0.0,
                  max_width: int | None = 1920, include_first: bool = True, expr: str | None = None):
         self.info = probe_video(path)
         self.path, self.report, self.process = Path(path), None, None
@@ -214,7 +216,7 @@ class KeyframeStream:
         i = self.info
         return KeyframeReport(str(self.path), i.duration, i.fps, i.width, i.height, i.rotation, *self.size, decoded, kept, seconds)
 
-def select_keyframes(path: str | Path, threshold: float = 0.003, fps: float | None = None, min_gap: float = 0.0,
+def select_keyframes(path: str | Path, threshold: float = VideoSettings.threshold, fps: float | None = None, min_gap: float = 0.0,
                      max_width: int | None = 1920, include_first: bool = True) -> KeyframeStream:
     "Keyframes of `path` by scene change above `threshold` (or `fps` a second), `min_gap` s apart, at most `max_width` wide."
     return KeyframeStream(path, threshold, fps, min_gap, max_width, include_first)

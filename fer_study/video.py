@@ -7,9 +7,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
-import tempfile
 import time
 from collections import defaultdict
 from contextlib import contextmanager
@@ -21,17 +18,19 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .core import POSITIVE_CLASSES, FerStudyError, ParamsError
+from .core import POSITIVE_CLASSES, FerStudyError, ParamsError, atomic_files, writable_dir
 from .faces import Face, FaceTracker, align_face, detect_faces
 from .keyframes import KeyframeReport, probe_video, select_keyframes
 from .model import load_model, predict_probs
 from .rafdb import resize_face
+from .settings import VideoSettings, window_count
 
 # %% auto #0
-__all__ = ['BOX_COLUMNS', 'LANDMARK_COLUMNS', 'UNCERTAIN_TREATMENT', 'SYNTHETIC_NOTE', 'StageTimer', 'table_columns',
-           'face_record', 'label_probs', 'FaceClassifier', 'keyframe_spans', 'video_end', 'share_block',
-           'window_overlaps', 'summarize_faces', 'atomic_dir', 'check_analysis_params', 'face_alignment',
-           'detect_and_align', 'analyze_video', 'output_names', 'check_videos', 'analyze_videos', 'format_summary']
+__all__ = ['BOX_COLUMNS', 'LANDMARK_COLUMNS', 'UNCERTAIN_TREATMENT', 'RESULT_FILES', 'SYNTHETIC_NOTE', 'MIN_FRAME_SIDE',
+           'StageTimer', 'table_columns', 'face_record', 'label_probs', 'FaceClassifier', 'keyframe_spans', 'video_end',
+           'class_index', 'share_block', 'window_seconds', 'summarize_faces', 'write_results', 'face_alignment',
+           'detect_and_align', 'analyze_video', 'output_names', 'check_videos', 'output_dirs', 'analyze_videos',
+           'format_summary']
 
 # %% ../nbs/10_video.ipynb #9df988e8
 class StageTimer:
@@ -104,11 +103,11 @@ def video_end(report: KeyframeReport) -> float:
 UNCERTAIN_TREATMENT = ("faces whose confidence is below conf_threshold are left out of every share, dominant emotion and positive "
                        "share; they are counted here, with the time-weighted shares of the labels they would have had")
 
-def _shares(labels: np.ndarray, weights: np.ndarray, classes: Sequence[str]) -> dict | None:
-    "Weighted share of each class among `labels`; None when the weights sum to zero."
-    total = float(np.sum(weights))
+def _share_dict(amounts: np.ndarray, classes: Sequence[str]) -> dict | None:
+    "Each class's part of `amounts` (one number per class); None when they sum to zero."
+    total = float(amounts.sum())
     if total <= 0: return None
-    return {c: round(float(np.sum(weights[labels == c])) / total, 6) for c in classes}
+    return {c: round(float(a) / total, 6) for c, a in zip(classes, amounts)}
 
 def _dominant(shares: dict | None) -> str | None:
     "The class with the largest share (the first in class order on a tie)."
@@ -118,80 +117,86 @@ def _positive(shares: dict | None) -> float | None:
     "Summed share of the positive classes."
     return round(sum(v for c, v in shares.items() if c in POSITIVE_CLASSES), 6) if shares else None
 
-def share_block(labels: np.ndarray, weights: np.ndarray, classes: Sequence[str]) -> dict:
-    "Counts, seconds, per-keyframe and time-weighted shares, dominant emotion and positive share of some face rows."
-    labels, weights = np.asarray(labels, object), np.asarray(weights, float)
-    by_time, by_row = _shares(labels, weights, classes), _shares(labels, np.ones(len(labels)), classes)
-    return dict(faces=int(len(labels)), seconds=round(float(weights.sum()), 4), dominant=_dominant(by_time),
+def _block(seconds: np.ndarray, counts: np.ndarray, classes: Sequence[str]) -> dict:
+    "The share block of some face rows from their seconds and their number per class."
+    by_time, by_row = _share_dict(seconds, classes), _share_dict(counts, classes)
+    return dict(faces=int(counts.sum()), seconds=round(float(seconds.sum()), 4), dominant=_dominant(by_time),
                 positive_share=_positive(by_time), positive_share_per_keyframe=_positive(by_row),
                 share_time_weighted=by_time, share_per_keyframe=by_row)
 
-def window_overlaps(start: np.ndarray, span: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    "Seconds of each interval [start, start + span) inside each window [edges[j], edges[j+1]) (rows x windows)."
-    lo = np.maximum(start[:, None], edges[None, :-1])
-    hi = np.minimum((start + span)[:, None], edges[None, 1:])
-    return np.clip(hi - lo, 0, None)
+def class_index(labels: Sequence[str], classes: Sequence[str]) -> np.ndarray:
+    "The index in `classes` of each label; `FerStudyError` for a label that is not a class."
+    lookup = {c: i for i, c in enumerate(classes)}
+    try: return np.fromiter((lookup[l] for l in labels), int, count=len(labels))
+    except KeyError as e: raise FerStudyError(f"label {e.args[0]!r} is not one of the classes {list(classes)}") from None
 
-def summarize_faces(table: pd.DataFrame, classes: Sequence[str], window: float = 10.0, end: float | None = None) -> dict:
+def share_block(labels: np.ndarray, weights: np.ndarray, classes: Sequence[str]) -> dict:
+    "Counts, seconds, per-keyframe and time-weighted shares, dominant emotion and positive share of some face rows."
+    idx, k = class_index(labels, classes), len(classes)
+    return _block(np.bincount(idx, np.asarray(weights, float), k), np.bincount(idx, minlength=k), classes)
+
+# %% ../nbs/10_video.ipynb #130e5ea8
+def _seconds_before(points: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    "Sum of `clip(x - p, 0, inf)` over `points`, at each `x` in `edges`."
+    points = np.sort(points)
+    cum = np.concatenate([[0.0], np.cumsum(points)])
+    n = np.searchsorted(points, edges, side='right')
+    return n * edges - cum[n]
+
+def window_seconds(start: np.ndarray, span: np.ndarray, label: np.ndarray, k: int, edges: np.ndarray) -> np.ndarray:
+    "Seconds of each class (label index < `k`) inside each window [edges[j], edges[j+1]): windows x classes."
+    out = np.zeros((len(edges) - 1, k))
+    for c in range(k):
+        s, e = start[label == c], (start + span)[label == c]
+        before = _seconds_before(s, edges) - _seconds_before(e, edges)
+        out[:, c] = np.clip(np.diff(before), 0, None)  # clip: rounding of the sums, never a real negative
+    return out
+
+# %% ../nbs/10_video.ipynb #008a712c
+def summarize_faces(table: pd.DataFrame, classes: Sequence[str], window: float = VideoSettings.window,
+                    end: float | None = None) -> dict:
     "Emotion shares overall, per participant and per `window` seconds, from a per-face table (pure function)."
-    if window <= 0: raise ParamsError(f"window must be positive, got {window}")
+    if not (window > 0 and math.isfinite(window)): raise ParamsError(f"window must be a positive, finite number, got {window}")
     t, span = table['time'].to_numpy(float), table['span'].to_numpy(float)
-    labels, sure = table['label'].to_numpy(object), ~table['uncertain'].to_numpy(bool)
-    end = max([float(end) if end is not None and math.isfinite(end) else 0.0, *(t + span)])
-    overall = share_block(labels[sure], span[sure], classes)
-    participants = {}
-    for pid in sorted(table['participant'].unique()):
-        rows = table['participant'].to_numpy() == pid
-        participants[str(pid)] = dict(first_seen=float(t[rows].min()), last_seen=float(t[rows].max()),
-                                      uncertain_faces=int((rows & ~sure).sum()), **share_block(labels[rows & sure], span[rows & sure], classes))
-    edges = np.arange(0, max(1, math.ceil(end / window - 1e-9)) + 1) * window
-    overlap = window_overlaps(t[sure], span[sure], edges)
-    windows = []
-    for j in range(len(edges) - 1):
-        in_window = (t[sure] >= edges[j]) & (t[sure] < edges[j + 1])
-        block = share_block(labels[sure], overlap[:, j], classes)
-        by_row = _shares(labels[sure][in_window], np.ones(int(in_window.sum())), classes)
-        block.update(faces=int(in_window.sum()), share_per_keyframe=by_row, positive_share_per_keyframe=_positive(by_row))
-        windows.append(dict(start=round(float(edges[j]), 4), end=round(float(min(edges[j + 1], end)), 4), **block))
+    idx, sure, k = class_index(table['label'].to_numpy(object), classes), ~table['uncertain'].to_numpy(bool), len(classes)
+    end = max(float(end) if end is not None and math.isfinite(end) else 0.0, float((t + span).max()) if len(t) else 0.0)
+    overall = _block(np.bincount(idx[sure], span[sure], k), np.bincount(idx[sure], minlength=k), classes)
+    pids, pidx = np.unique(table['participant'].to_numpy(), return_inverse=True)
+    cell = pidx * k + idx  # (participant, class) pairs
+    p_seconds = np.bincount(cell[sure], span[sure], len(pids) * k).reshape(-1, k)
+    p_counts = np.bincount(cell[sure], minlength=len(pids) * k).reshape(-1, k)
+    first, last = np.full(len(pids), np.inf), np.full(len(pids), -np.inf)
+    np.minimum.at(first, pidx, t); np.maximum.at(last, pidx, t)
+    p_unsure = np.bincount(pidx[~sure], minlength=len(pids))
+    participants = {str(p): dict(first_seen=float(first[i]), last_seen=float(last[i]), uncertain_faces=int(p_unsure[i]),
+                                 **_block(p_seconds[i], p_counts[i], classes)) for i, p in enumerate(pids)}
+    edges = np.arange(window_count(end, window) + 1) * window
+    w_seconds = window_seconds(t[sure], span[sure], idx[sure], k, edges)
+    w_of_row = np.clip(np.searchsorted(edges, t[sure], side='right') - 1, 0, len(edges) - 2)
+    w_counts = np.bincount(w_of_row * k + idx[sure], minlength=(len(edges) - 1) * k).reshape(-1, k)
+    windows = [dict(start=round(float(edges[j]), 4), end=round(float(min(edges[j + 1], end)), 4),
+                    **_block(w_seconds[j], w_counts[j], classes)) for j in range(len(edges) - 1)]
     n, face_time = len(table), float(span.sum())
     uncertain = dict(treatment=UNCERTAIN_TREATMENT, faces=int((~sure).sum()),
                      fraction_of_faces=round(float((~sure).sum()) / n, 6) if n else None,
                      fraction_of_face_time=round(float(span[~sure].sum()) / face_time, 6) if face_time > 0 else None,
-                     share_time_weighted=_shares(labels[~sure], span[~sure], classes))
+                     share_time_weighted=_share_dict(np.bincount(idx[~sure], span[~sure], k), classes))
     return dict(faces=n, participants_seen=len(participants), overall=overall, participants=participants,
                 windows=windows, window_seconds=window, uncertain=uncertain)
 
-# %% ../nbs/10_video.ipynb #9539336d
-@contextmanager
-def atomic_dir(path: str | Path):
-    "Yield a temporary folder beside `path`; it replaces `path` only if the block succeeds."
-    path = Path(path)
-    if path.exists() and not path.is_dir(): raise FerStudyError(f"{path}: exists and is not a folder")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp'))
-    umask = os.umask(0); os.umask(umask)
-    tmp.chmod(0o777 & ~umask)  # mkdtemp makes a private folder; the result is an ordinary one
-    old = tmp.with_suffix('.old')
-    try:
-        yield tmp
-        if path.exists(): os.replace(path, old)
-        os.replace(tmp, path)
-    finally:
-        for p in (tmp, old):
-            if p.exists(): shutil.rmtree(p)
+# %% ../nbs/10_video.ipynb #981dc906
+RESULT_FILES = ('faces.csv', 'keyframes.csv', 'summary.json')
+
+def write_results(out_dir: Path, table: pd.DataFrame, keyframes: pd.DataFrame, summary: dict) -> None:
+    "Write the three result files of one video into `out_dir` atomically, leaving every other file alone."
+    with atomic_files(out_dir, RESULT_FILES) as tmp:
+        table.to_csv(tmp['faces.csv'], index=False)
+        keyframes.to_csv(tmp['keyframes.csv'], index=False)
+        tmp['summary.json'].write_text(json.dumps(summary, indent=1, allow_nan=False) + '\n')
 
 # %% ../nbs/10_video.ipynb #8e09cb49
 SYNTHETIC_NOTE = ("This model was trained on the synthetic face set (fer_study.synth), not on RAF-DB: its predictions on real "
                   "faces mean nothing. Use a checkpoint trained on RAF-DB to analyse real recordings.")
-
-def check_analysis_params(fps: float | None, min_gap: float, conf_threshold: float, window: float, detect_width: int | None, upsample: int):
-    "Raise `ParamsError` for a setting outside its range."
-    if fps is not None and not fps > 0: raise ParamsError(f"keyframe fps must be positive, got {fps}")
-    if not min_gap >= 0: raise ParamsError(f"min_gap must be zero or positive, got {min_gap}")
-    if not 0 <= conf_threshold <= 1: raise ParamsError(f"conf_threshold must be in [0, 1], got {conf_threshold}")
-    if not window > 0: raise ParamsError(f"window must be positive, got {window}")
-    if detect_width is not None and detect_width < 32: raise ParamsError(f"detect_width must be at least 32 pixels, got {detect_width}")
-    if upsample not in (0, 1, 2): raise ParamsError(f"upsample must be 0, 1 or 2, got {upsample}")
 
 def face_alignment(meta: dict) -> tuple[np.ndarray | None, dict]:
     "The face template a checkpoint's meta carries (None: dlib's face chip) and the record of it for the summary."
@@ -220,22 +225,22 @@ def _json_safe(x):
     if isinstance(x, (str, int, float, bool)) or x is None: return x
     return str(x)
 
-def analyze_video(path: str | Path, model: torch.nn.Module, meta: dict, out_dir: str | Path, threshold: float = 0.003,
-                  fps: float | None = None, min_gap: float = 0.0, conf_threshold: float = 0.5, window: float = 10.0,
-                  detect_width: int | None = 640, upsample: int = 0, progress: bool = True, batch_size: int = 64) -> dict:
+def analyze_video(path: str | Path, model: torch.nn.Module, meta: dict, out_dir: str | Path,
+                  settings: VideoSettings | None = None, progress: bool = True, batch_size: int = 64, **kw) -> dict:
     "Analyse one video; write faces.csv, keyframes.csv and summary.json into `out_dir` atomically; return the summary."
-    check_analysis_params(fps, min_gap, conf_threshold, window, detect_width, upsample)
+    s = settings or VideoSettings(**kw)
     template, alignment = face_alignment(meta)
-    path, out_dir, start = Path(path), Path(out_dir), time.perf_counter()
-    stream = select_keyframes(path, threshold, fps, min_gap)
-    timer, tracker, clf = StageTimer(), FaceTracker(), FaceClassifier(model, meta, conf_threshold, batch_size)
+    path, out_dir, start = Path(path), writable_dir(out_dir), time.perf_counter()
+    stream = select_keyframes(path, s.threshold, s.fps, s.min_gap)
+    window_count(stream.info.duration, s.window)
+    timer, tracker, clf = StageTimer(), FaceTracker(), FaceClassifier(model, meta, s.conf_threshold, batch_size)
     total = stream.info.duration if math.isfinite(stream.info.duration) else None
     keyframes, frames = [], iter(stream)
     with tqdm(total=total and round(total, 1), unit='s', desc=path.name, disable=not progress, leave=False) as bar:
         while True:
             with timer('decode+select'): kf = next(frames, None)
             if kf is None: break
-            faces = tracker.update(detect_and_align(kf.image, detect_width, upsample, timer, template))
+            faces = tracker.update(detect_and_align(kf.image, s.detect_width, s.upsample, timer, template))
             keyframes.append(dict(time=round(kf.time, 4), frame=kf.index, faces=len(faces)))
             with timer('classify'):
                 for f in faces: clf.add(face_record(path.name, kf.index, kf.time, f), f.crop)
@@ -248,21 +253,18 @@ def analyze_video(path: str | Path, model: torch.nn.Module, meta: dict, out_dir:
     table.insert(3, 'span', table['frame'].map(dict(zip(kf_table['frame'], kf_table['span']))).astype(float))
     summary = dict(video=dict(path=str(path), name=path.name, **{k: v for k, v in vars(stream.info).items() if k != 'path'}),
                    keyframes=dict(report.as_dict(), with_faces=int((kf_table['faces'] > 0).sum())),
-                   settings=dict(threshold=threshold, fps=fps, min_gap=min_gap, conf_threshold=conf_threshold, window=window,
-                                 detect_width=detect_width, upsample=upsample, keyframe_mode='fixed rate' if fps else 'scene change'),
+                   settings=dict(s.as_dict(), keyframe_mode=s.keyframe_mode),
                    alignment=alignment, model=dict(meta), faces_found=bool(len(table)),
-                   **summarize_faces(table, meta['classes'], window, video_end(report)))
+                   **summarize_faces(table, meta['classes'], s.window, video_end(report)))
     if not len(table): summary['message'] = f"no faces were found in {len(kf_table)} keyframe{'s' * (len(kf_table) != 1)} of {path.name}"
     if meta.get('dataset') == 'synthetic': summary['note'] = SYNTHETIC_NOTE
     seconds = time.perf_counter() - start
     summary['timing'] = dict(total=round(seconds, 3), realtime_factor=round(video_end(report) / seconds, 2) if seconds > 0 else None,
                              stages={k: round(v, 3) for k, v in timer.seconds.items()})
     summary['outputs'] = dict(folder=str(out_dir), faces=str(out_dir/'faces.csv'), keyframes=str(out_dir/'keyframes.csv'), summary=str(out_dir/'summary.json'))
-    with atomic_dir(out_dir) as d:
-        table.to_csv(d/'faces.csv', index=False)
-        kf_table.to_csv(d/'keyframes.csv', index=False)
-        (d/'summary.json').write_text(json.dumps(_json_safe(summary), indent=1, allow_nan=False) + '\n')
-    return _json_safe(summary)
+    summary = _json_safe(summary)
+    write_results(out_dir, table, kf_table, summary)
+    return summary
 
 # %% ../nbs/10_video.ipynb #c5c72ddf
 def output_names(videos: Sequence[str | Path]) -> list[str]:
@@ -275,21 +277,42 @@ def output_names(videos: Sequence[str | Path]) -> list[str]:
         used.add(name); names.append(name)
     return names
 
-def check_videos(videos: Sequence[str | Path], **kw) -> list[Path]:
-    "The videos as paths, once the settings in `kw` and every video check out: bad input fails before any work."
+MIN_FRAME_SIDE = 32  # pixels; dlib's HOG detector finds no face below about 80
+
+def check_videos(videos: Sequence[str | Path], settings: VideoSettings | None = None, **kw) -> list[Path]:
+    "The videos as paths, once every video checks out against `settings`: bad input fails before any work."
+    settings = settings or VideoSettings(**kw)
     videos = [Path(v) for v in videos]
     if not videos: raise FerStudyError("no video given")
-    check_analysis_params(kw.get('fps'), kw.get('min_gap', 0.0), kw.get('conf_threshold', 0.5), kw.get('window', 10.0),
-                          kw.get('detect_width', 640), kw.get('upsample', 0))
-    for v in videos: probe_video(v)
+    for v in videos:
+        info = probe_video(v)
+        if min(info.width, info.height) < MIN_FRAME_SIDE:
+            raise FerStudyError(f"{v}: the video is {info.width}x{info.height} pixels, too small to hold a face "
+                                f"(at least {MIN_FRAME_SIDE} on each side)")
+        window_count(info.duration, settings.window)
     return videos
 
-def analyze_videos(videos: Sequence[str | Path], model_path: str | Path, out_dir: str | Path, device: str = 'cpu', **kw) -> list[dict]:
+@contextmanager
+def output_dirs(videos: Sequence[Path], out_dir: str | Path):
+    "Yield the output folder of each video, `out_dir/<name>`, created if needed and writable; on failure remove the empty ones it made."
+    dirs = [Path(out_dir)/name for name in output_names(videos)]
+    made = [d for d in dirs if not d.exists()]
+    try: yield [writable_dir(d, 'output folder') for d in dirs]
+    except BaseException:
+        for d in made:
+            try: d.rmdir()  # only if still empty: never anything the user put there meanwhile
+            except OSError: pass
+        raise
+
+def analyze_videos(videos: Sequence[str | Path], model_path: str | Path, out_dir: str | Path,
+                   settings: VideoSettings | None = None, device: str = 'cpu', progress: bool = True, **kw) -> list[dict]:
     "Analyse each video with the checkpoint at `model_path` (loaded once) into `out_dir/<stem>/`; return the summaries."
-    videos = check_videos(videos, **kw)
+    settings = settings or VideoSettings(**kw)
+    videos = check_videos(videos, settings)
     model, meta = load_model(model_path, device)
     meta = {**meta, 'checkpoint': str(model_path)}
-    return [analyze_video(v, model, meta, Path(out_dir)/name, **kw) for v, name in zip(videos, output_names(videos))]
+    with output_dirs(videos, out_dir) as dirs:
+        return [analyze_video(v, model, meta, d, settings, progress=progress) for v, d in zip(videos, dirs)]
 
 # %% ../nbs/10_video.ipynb #fb86fca0
 def _pct(x: float | None) -> str: return '   -  ' if x is None else f'{100 * x:5.1f}%'

@@ -11,6 +11,7 @@ from fer_study.core import FerStudyError
 from fer_study.keyframes import VideoError, ffmpeg_exe, make_test_video
 from fer_study.model import DACL, model_meta
 from fer_study.synth import make_demo_video
+from fer_study.cli import main
 from fer_study.video import analyze_videos, format_summary
 
 
@@ -110,8 +111,82 @@ def test_portrait_and_rotated_video_is_analysed_upright(files, tmp_path, name, r
 
 def test_bad_settings_are_named(files, tmp_path):
     d, ckpt = files
-    for kw, msg in [({'fps': 0}, 'fps must be positive'), ({'conf_threshold': 2}, 'conf_threshold'), ({'window': -1}, 'window')]:
+    for kw, msg in [({'fps': 0}, r'fps \(--fps\) must be a positive'), ({'conf_threshold': 2}, 'conf_threshold'),
+                    ({'window': -1}, 'window')]:
         with pytest.raises(FerStudyError, match=msg): analyze_videos([d / 'blank.mp4'], ckpt, tmp_path / 'out', progress=False, **kw)
+
+
+@pytest.mark.parametrize('flags, message', [
+    (['--threshold', 'nan'], 'threshold (--threshold) must be a number in [0, 1]'),
+    (['--threshold', '-1'], 'threshold (--threshold) must be a number in [0, 1]'),
+    (['--threshold', '2'], 'threshold (--threshold) must be a number in [0, 1]'),
+    (['--window', 'inf'], 'window (--window) must be a positive, finite number'),
+    (['--window', '1e-9'], 'makes 1,000,000,000 windows over 1.0 s; at most 100,000'),
+])
+def test_bad_settings_on_the_command_line_exit_2_before_any_output(files, tmp_path, capsys, flags, message):
+    d, ckpt = files
+    out = tmp_path / 'out'
+    assert main(['analyze', str(d / 'blank.mp4'), '--model', str(ckpt), '--out', str(out), '--no-progress', *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith('error: ') and message in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_a_tiny_video_is_refused_with_its_size(files, tmp_path, capsys):
+    d, ckpt = files
+    for side in (1, 2):  # refused by size, not by a traceback (4:4:4 chroma: x264 takes odd sizes only so)
+        video = tmp_path / f'tiny{side}.mp4'
+        ffmpeg('-f', 'lavfi', '-i', f'color=c=gray:s={side}x{side}:r=25:d=1', '-pix_fmt', 'yuv444p', '-c:v', 'libx264', video)
+        assert main(['analyze', str(video), '--model', str(ckpt), '--out', str(tmp_path / 'out')]) == 2
+        assert 'too small to hold a face' in capsys.readouterr().err
+
+
+def test_output_folder_keeps_the_users_files(files, tmp_path):
+    d, ckpt = files
+    out = tmp_path / 'out'
+    (out / 'blank' / 'sub').mkdir(parents=True)
+    (out / 'blank' / 'important.txt').write_text('mine')
+    (out / 'blank' / 'sub' / 'thesis.tex').write_text('mine too')
+    for _ in range(2): analyze_videos([d / 'blank.mp4'], ckpt, out, progress=False)
+    assert leftovers(out) == ['blank', 'faces.csv', 'important.txt', 'keyframes.csv', 'sub', 'summary.json', 'thesis.tex']
+    assert (out / 'blank' / 'sub' / 'thesis.tex').read_text() == 'mine too'
+
+
+def test_output_folder_run_in_a_folder_of_the_same_name_deletes_nothing(files, tmp_path, monkeypatch):
+    d, ckpt = files
+    (tmp_path / 'data').mkdir()
+    (tmp_path / 'data' / 'keep.csv').write_text('precious')
+    video = tmp_path / 'elsewhere' / 'data.mp4'
+    video.parent.mkdir()
+    video.write_bytes((d / 'blank.mp4').read_bytes())
+    monkeypatch.chdir(tmp_path)
+    assert main(['analyze', str(video), '--model', str(ckpt), '--out', '.', '--no-progress']) == 0
+    assert (tmp_path / 'data' / 'keep.csv').read_text() == 'precious'
+    assert (tmp_path / 'data' / 'summary.json').exists()
+
+
+def test_symlinked_output_folder_stays_a_symlink(files, tmp_path):
+    d, ckpt = files
+    real, out = tmp_path / 'real', tmp_path / 'out'
+    real.mkdir(); out.mkdir()
+    (out / 'blank').symlink_to(real)
+    analyze_videos([d / 'blank.mp4'], ckpt, out, progress=False)
+    assert (out / 'blank').is_symlink() and (real / 'summary.json').exists()
+    assert sorted(p.name for p in out.iterdir()) == ['blank'] and sorted(p.name for p in real.iterdir()) == [
+        'faces.csv', 'keyframes.csv', 'summary.json']
+
+
+@pytest.mark.parametrize('where', ['file', 'unwritable'])
+def test_unusable_out_fails_before_decoding(files, tmp_path, capsys, monkeypatch, where):
+    d, ckpt = files
+    out = tmp_path / 'a_file' if where == 'file' else tmp_path / 'ro'
+    if where == 'file': out.write_text('x')
+    else:  # root writes into a read-only folder, so make the folder one that cannot be created
+        (tmp_path / 'ro').write_text('x'); out = tmp_path / 'ro' / 'deeper'
+    import fer_study.video as video
+    monkeypatch.setattr(video, 'select_keyframes', lambda *a, **k: pytest.fail('decoding started'))
+    assert main(['analyze', str(d / 'blank.mp4'), '--model', str(ckpt), '--out', str(out)]) == 2
+    assert 'output folder is not writable' in capsys.readouterr().err
 
 
 def test_4k_video_streams_downscaled_frames(files, tmp_path):
