@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from fer_study.core import CLASSES
-from fer_study.video import share_block, summarize_faces, _positive, _share_dict
+from fer_study.summary import share_block, summarize_faces, _share_dict
 
 
 def make_table(hours: float, people: int, rate: float, seed: int = 0) -> pd.DataFrame:

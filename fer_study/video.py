@@ -24,11 +24,11 @@ from .keyframes import KeyframeReport, probe_video, select_keyframes
 from .model import load_model, predict_probs
 from .rafdb import resize_face
 from .settings import VideoSettings, window_count
+from .summary import SCHEMA_VERSION, VideoSummary, check_summary, keyframe_spans, read_summary, summarize_faces
 
 # %% auto #0
-__all__ = ['BOX_COLUMNS', 'LANDMARK_COLUMNS', 'UNCERTAIN_TREATMENT', 'RESULT_FILES', 'SYNTHETIC_NOTE', 'MIN_FRAME_SIDE',
-           'StageTimer', 'table_columns', 'face_record', 'label_probs', 'FaceClassifier', 'keyframe_spans', 'video_end',
-           'class_index', 'share_block', 'window_seconds', 'summarize_faces', 'write_results', 'face_alignment',
+__all__ = ['BOX_COLUMNS', 'LANDMARK_COLUMNS', 'RESULT_FILES', 'SYNTHETIC_NOTE', 'MIN_FRAME_SIDE', 'StageTimer', 'table_columns',
+           'face_record', 'label_probs', 'FaceClassifier', 'video_end', 'write_results', 'face_alignment',
            'detect_and_align', 'analyze_video', 'output_names', 'check_videos', 'output_dirs', 'analyze_videos',
            'format_summary']
 
@@ -87,102 +87,11 @@ class FaceClassifier:
         self.pending, self.crops = [], []
 
 # %% ../nbs/10_video.ipynb #063fb73e
-def keyframe_spans(times: Sequence[float], end: float) -> np.ndarray:
-    "Seconds each keyframe stands for: until the next keyframe, the last one until `end`."
-    times = np.asarray(times, float)
-    if not len(times): return times
-    return np.clip(np.diff(np.append(times, max(end, times[-1]))), 0, None)
-
 def video_end(report: KeyframeReport) -> float:
     "End time of a video: its stated duration, else frames decoded over the frame rate."
     if math.isfinite(report.duration): return report.duration
     if math.isfinite(report.fps) and report.fps > 0: return report.frames_decoded / report.fps
     return float('nan')
-
-# %% ../nbs/10_video.ipynb #40697cee
-UNCERTAIN_TREATMENT = ("faces whose confidence is below conf_threshold are left out of every share, dominant emotion and positive "
-                       "share; they are counted here, with the time-weighted shares of the labels they would have had")
-
-def _share_dict(amounts: np.ndarray, classes: Sequence[str]) -> dict | None:
-    "Each class's part of `amounts` (one number per class); None when they sum to zero."
-    total = float(amounts.sum())
-    if total <= 0: return None
-    return {c: round(float(a) / total, 6) for c, a in zip(classes, amounts)}
-
-def _dominant(shares: dict | None) -> str | None:
-    "The class with the largest share (the first in class order on a tie)."
-    return max(shares, key=shares.get) if shares else None
-
-def _positive(shares: dict | None) -> float | None:
-    "Summed share of the positive classes."
-    return round(sum(v for c, v in shares.items() if c in POSITIVE_CLASSES), 6) if shares else None
-
-def _block(seconds: np.ndarray, counts: np.ndarray, classes: Sequence[str]) -> dict:
-    "The share block of some face rows from their seconds and their number per class."
-    by_time, by_row = _share_dict(seconds, classes), _share_dict(counts, classes)
-    return dict(faces=int(counts.sum()), seconds=round(float(seconds.sum()), 4), dominant=_dominant(by_time),
-                positive_share=_positive(by_time), positive_share_per_keyframe=_positive(by_row),
-                share_time_weighted=by_time, share_per_keyframe=by_row)
-
-def class_index(labels: Sequence[str], classes: Sequence[str]) -> np.ndarray:
-    "The index in `classes` of each label; `FerStudyError` for a label that is not a class."
-    lookup = {c: i for i, c in enumerate(classes)}
-    try: return np.fromiter((lookup[l] for l in labels), int, count=len(labels))
-    except KeyError as e: raise FerStudyError(f"label {e.args[0]!r} is not one of the classes {list(classes)}") from None
-
-def share_block(labels: np.ndarray, weights: np.ndarray, classes: Sequence[str]) -> dict:
-    "Counts, seconds, per-keyframe and time-weighted shares, dominant emotion and positive share of some face rows."
-    idx, k = class_index(labels, classes), len(classes)
-    return _block(np.bincount(idx, np.asarray(weights, float), k), np.bincount(idx, minlength=k), classes)
-
-# %% ../nbs/10_video.ipynb #130e5ea8
-def _seconds_before(points: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    "Sum of `clip(x - p, 0, inf)` over `points`, at each `x` in `edges`."
-    points = np.sort(points)
-    cum = np.concatenate([[0.0], np.cumsum(points)])
-    n = np.searchsorted(points, edges, side='right')
-    return n * edges - cum[n]
-
-def window_seconds(start: np.ndarray, span: np.ndarray, label: np.ndarray, k: int, edges: np.ndarray) -> np.ndarray:
-    "Seconds of each class (label index < `k`) inside each window [edges[j], edges[j+1]): windows x classes."
-    out = np.zeros((len(edges) - 1, k))
-    for c in range(k):
-        s, e = start[label == c], (start + span)[label == c]
-        before = _seconds_before(s, edges) - _seconds_before(e, edges)
-        out[:, c] = np.clip(np.diff(before), 0, None)  # clip: rounding of the sums, never a real negative
-    return out
-
-# %% ../nbs/10_video.ipynb #008a712c
-def summarize_faces(table: pd.DataFrame, classes: Sequence[str], window: float = VideoSettings.window,
-                    end: float | None = None) -> dict:
-    "Emotion shares overall, per participant and per `window` seconds, from a per-face table (pure function)."
-    if not (window > 0 and math.isfinite(window)): raise ParamsError(f"window must be a positive, finite number, got {window}")
-    t, span = table['time'].to_numpy(float), table['span'].to_numpy(float)
-    idx, sure, k = class_index(table['label'].to_numpy(object), classes), ~table['uncertain'].to_numpy(bool), len(classes)
-    end = max(float(end) if end is not None and math.isfinite(end) else 0.0, float((t + span).max()) if len(t) else 0.0)
-    overall = _block(np.bincount(idx[sure], span[sure], k), np.bincount(idx[sure], minlength=k), classes)
-    pids, pidx = np.unique(table['participant'].to_numpy(), return_inverse=True)
-    cell = pidx * k + idx  # (participant, class) pairs
-    p_seconds = np.bincount(cell[sure], span[sure], len(pids) * k).reshape(-1, k)
-    p_counts = np.bincount(cell[sure], minlength=len(pids) * k).reshape(-1, k)
-    first, last = np.full(len(pids), np.inf), np.full(len(pids), -np.inf)
-    np.minimum.at(first, pidx, t); np.maximum.at(last, pidx, t)
-    p_unsure = np.bincount(pidx[~sure], minlength=len(pids))
-    participants = {str(p): dict(first_seen=float(first[i]), last_seen=float(last[i]), uncertain_faces=int(p_unsure[i]),
-                                 **_block(p_seconds[i], p_counts[i], classes)) for i, p in enumerate(pids)}
-    edges = np.arange(window_count(end, window) + 1) * window
-    w_seconds = window_seconds(t[sure], span[sure], idx[sure], k, edges)
-    w_of_row = np.clip(np.searchsorted(edges, t[sure], side='right') - 1, 0, len(edges) - 2)
-    w_counts = np.bincount(w_of_row * k + idx[sure], minlength=(len(edges) - 1) * k).reshape(-1, k)
-    windows = [dict(start=round(float(edges[j]), 4), end=round(float(min(edges[j + 1], end)), 4),
-                    **_block(w_seconds[j], w_counts[j], classes)) for j in range(len(edges) - 1)]
-    n, face_time = len(table), float(span.sum())
-    uncertain = dict(treatment=UNCERTAIN_TREATMENT, faces=int((~sure).sum()),
-                     fraction_of_faces=round(float((~sure).sum()) / n, 6) if n else None,
-                     fraction_of_face_time=round(float(span[~sure].sum()) / face_time, 6) if face_time > 0 else None,
-                     share_time_weighted=_share_dict(np.bincount(idx[~sure], span[~sure], k), classes))
-    return dict(faces=n, participants_seen=len(participants), overall=overall, participants=participants,
-                windows=windows, window_seconds=window, uncertain=uncertain)
 
 # %% ../nbs/10_video.ipynb #981dc906
 RESULT_FILES = ('faces.csv', 'keyframes.csv', 'summary.json')
@@ -226,7 +135,7 @@ def _json_safe(x):
     return str(x)
 
 def analyze_video(path: str | Path, model: torch.nn.Module, meta: dict, out_dir: str | Path,
-                  settings: VideoSettings | None = None, progress: bool = True, batch_size: int = 64, **kw) -> dict:
+                  settings: VideoSettings | None = None, progress: bool = True, batch_size: int = 64, **kw) -> VideoSummary:
     "Analyse one video; write faces.csv, keyframes.csv and summary.json into `out_dir` atomically; return the summary."
     s = settings or VideoSettings(**kw)
     template, alignment = face_alignment(meta)
@@ -251,7 +160,7 @@ def analyze_video(path: str | Path, model: torch.nn.Module, meta: dict, out_dir:
     kf_table.insert(2, 'span', np.round(keyframe_spans(kf_table['time'], video_end(report)), 4))
     table = pd.DataFrame(clf.rows, columns=[c for c in table_columns(meta['classes']) if c != 'span'])
     table.insert(3, 'span', table['frame'].map(dict(zip(kf_table['frame'], kf_table['span']))).astype(float))
-    summary = dict(video=dict(path=str(path), name=path.name, **{k: v for k, v in vars(stream.info).items() if k != 'path'}),
+    summary = dict(schema_version=SCHEMA_VERSION, video=dict(path=str(path), name=path.name, **{k: v for k, v in vars(stream.info).items() if k != 'path'}),
                    keyframes=dict(report.as_dict(), with_faces=int((kf_table['faces'] > 0).sum())),
                    settings=dict(s.as_dict(), keyframe_mode=s.keyframe_mode),
                    alignment=alignment, model=dict(meta), faces_found=bool(len(table)),
@@ -263,6 +172,7 @@ def analyze_video(path: str | Path, model: torch.nn.Module, meta: dict, out_dir:
                              stages={k: round(v, 3) for k, v in timer.seconds.items()})
     summary['outputs'] = dict(folder=str(out_dir), faces=str(out_dir/'faces.csv'), keyframes=str(out_dir/'keyframes.csv'), summary=str(out_dir/'summary.json'))
     summary = _json_safe(summary)
+    check_summary(summary)  # what is written is what VideoSummary defines, key for key
     write_results(out_dir, table, kf_table, summary)
     return summary
 
@@ -305,7 +215,7 @@ def output_dirs(videos: Sequence[Path], out_dir: str | Path):
         raise
 
 def analyze_videos(videos: Sequence[str | Path], model_path: str | Path, out_dir: str | Path,
-                   settings: VideoSettings | None = None, device: str = 'cpu', progress: bool = True, **kw) -> list[dict]:
+                   settings: VideoSettings | None = None, device: str = 'cpu', progress: bool = True, **kw) -> list[VideoSummary]:
     "Analyse each video with the checkpoint at `model_path` (loaded once) into `out_dir/<stem>/`; return the summaries."
     settings = settings or VideoSettings(**kw)
     videos = check_videos(videos, settings)
@@ -317,7 +227,7 @@ def analyze_videos(videos: Sequence[str | Path], model_path: str | Path, out_dir
 # %% ../nbs/10_video.ipynb #fb86fca0
 def _pct(x: float | None) -> str: return '   -  ' if x is None else f'{100 * x:5.1f}%'
 
-def format_summary(summary: dict, max_participants: int = 8) -> str:
+def format_summary(summary: VideoSummary, max_participants: int = 8) -> str:
     "A one-screen text summary of `analyze_video`'s result."
     v, k, o, s = summary['video'], summary['keyframes'], summary['overall'], summary['settings']
     mode = f"{s['fps']:g}/s" if s['fps'] else f"scene > {s['threshold']:g}"
