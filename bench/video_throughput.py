@@ -18,7 +18,9 @@ import torch
 
 from fer_study.faces import face_detector, landmark_predictor
 from fer_study.keyframes import ffmpeg_exe, select_keyframes
-from fer_study.model import DACL, load_model, model_meta
+from fer_study.model import load_model
+from fer_study.settings import VideoSettings
+from fer_study.testing import demo_checkpoint
 from fer_study.synth import make_demo_video
 from fer_study.video import analyze_video
 
@@ -39,21 +41,13 @@ def select_alone(video: Path, **kw) -> tuple[float, int]:
     return time.perf_counter() - start, n
 
 
-def demo_checkpoint(path: Path) -> Path:
-    "A checkpoint at the CPU demo size (input 64, resize 73), untrained."
-    torch.manual_seed(0)
-    torch.save({'model': DACL(input_size=64).state_dict(),
-                'meta': model_meta(64, 73, [0.5752, 0.4495, 0.4012], [0.2086, 0.1911, 0.1827], dataset='synthetic')}, path)
-    return path
-
-
 def bench(video: Path, model, meta, out: Path, threshold: float, fps: float | None) -> dict:
     "One timed analysis with its floors; print a line per figure."
-    kw = dict(threshold=threshold, fps=fps)
+    settings = VideoSettings(threshold=threshold, fps=fps)
     floor = min(decode_alone(video) for _ in range(2))
-    selected, n = select_alone(video, **kw)
+    selected, n = select_alone(video, threshold=threshold, fps=fps)
     start = time.perf_counter()
-    s = analyze_video(video, model, meta, out, progress=False, **kw)
+    s = analyze_video(video, model, meta, out, settings, progress=False)
     wall = time.perf_counter() - start
     dur = s['video']['duration']
     stages = s['timing']['stages']

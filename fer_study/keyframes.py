@@ -23,9 +23,9 @@ from .core import FerStudyError
 from .settings import VideoSettings
 
 # %% auto #0
-__all__ = ['VideoError', 'ffmpeg_exe', 'make_test_video', 'cuts_lavfi', 'VideoInfo', 'parse_ffmpeg_header', 'check_video_file',
-           'probe_video', 'keyframe_expr', 'output_size', 'keyframe_command', 'Keyframe', 'KeyframeReport',
-           'KeyframeStream', 'select_keyframes', 'frames_at']
+__all__ = ['VideoError', 'ffmpeg_exe', 'VideoInfo', 'parse_ffmpeg_header', 'check_video_file', 'probe_video', 'keyframe_expr',
+           'output_size', 'keyframe_command', 'Keyframe', 'KeyframeReport', 'KeyframeStream', 'select_keyframes',
+           'frames_at']
 
 # %% ../nbs/08_keyframes.ipynb #adb8681b
 class VideoError(FerStudyError):
@@ -34,28 +34,6 @@ class VideoError(FerStudyError):
 def ffmpeg_exe() -> str:
     "Path of the FFmpeg binary bundled with imageio-ffmpeg."
     return imageio_ffmpeg.get_ffmpeg_exe()
-
-# %% ../nbs/08_keyframes.ipynb #c2ef7377
-def make_test_video(path: str | Path, lavfi: str = 'testsrc=size=160x120:rate=25:duration=2', *,
-                    rotation: int | None = None, vfr_gap: float = 0.0) -> Path:
-    "Encode an FFmpeg `lavfi` source graph to a small H.264 MP4; optional display rotation and a timestamp gap mid-video."
-    path = Path(path)
-    args = [ffmpeg_exe(), '-nostdin', '-v', 'error', '-y', '-f', 'lavfi', '-i', lavfi]
-    if vfr_gap:  # frames from the 25th on are shifted later: a variable-rate stream with a hole in it
-        args += ['-vf', f'setpts=N+{round(vfr_gap * 25)}*gte(N\\,25)', '-fps_mode', 'passthrough']  # in 1/25 s ticks
-    args += ['-pix_fmt', 'yuv420p', '-c:v', 'libx264', '-preset', 'ultrafast', str(path)]
-    subprocess.run(args, check=True)
-    if rotation is not None:  # write the display matrix the way a phone does, without re-encoding
-        tmp = path.with_name(path.stem + '.rot' + path.suffix)
-        subprocess.run([ffmpeg_exe(), '-nostdin', '-v', 'error', '-y', '-display_rotation', str(rotation),
-                        '-i', str(path), '-c', 'copy', str(tmp)], check=True)
-        os.replace(tmp, path)
-    return path
-
-def cuts_lavfi(colors: tuple[str, ...] = ('red', 'blue', 'green', 'white'), seconds: float = 0.4, size: str = '160x120') -> str:
-    "A lavfi graph of still colour shots joined by hard cuts, 25 frames a second."
-    shots = ';'.join(f'color=c={c}:s={size}:r=25:d={seconds}[c{i}]' for i, c in enumerate(colors))
-    return shots + ';' + ''.join(f'[c{i}]' for i in range(len(colors))) + f'concat=n={len(colors)}[out0]'
 
 # %% ../nbs/08_keyframes.ipynb #3cff504b
 @dataclass

@@ -1,4 +1,5 @@
 """The DVC pipeline on a fresh copy of the repository, with a tiny parameter set."""
+import contextlib
 import json
 import os
 import shutil
@@ -94,14 +95,44 @@ def test_metrics_show_prints_the_comparison(study):
     assert 'outputs/eval/scratch-dacl/metrics.json' in out and 'acc' in out
 
 
-def test_changing_a_training_param_reruns_only_training_onwards(study):
+@contextlib.contextmanager
+def edited(path: Path, change):
+    "`path` rewritten by `change` (old text -> new text, or a string to append) inside the block, restored after it."
+    original = path.read_text()
+    path.write_text(change(original) if callable(change) else original + change)
+    try: yield
+    finally: path.write_text(original)
+
+
+def test_changing_a_webcam_param_reruns_only_the_webcam_stage(study):
     repo, _ = study
-    out = run(['dvc', 'status'], repo).stdout
-    params = yaml.safe_load((repo / 'params.yaml').read_text())
-    params['webcam']['window'] = 5.0
-    (repo / 'params.yaml').write_text(yaml.safe_dump(params, sort_keys=False))
-    out = run(['dvc', 'status'], repo).stdout
+    def five_second_windows(text):
+        params = yaml.safe_load(text)
+        params['webcam']['window'] = 5.0
+        return yaml.safe_dump(params, sort_keys=False)
+    with edited(repo / 'params.yaml', five_second_windows):
+        out = run(['dvc', 'status'], repo).stdout
     assert 'webcam@demo_single' in out and 'train@' not in out and 'data:' not in out, out
+
+
+def test_editing_package_code_marks_every_stage_that_runs_it_changed(study):
+    repo, _ = study
+    with edited(repo / 'fer_study' / 'rafdb.py', '\n# a comment is a change too\n'):
+        out = run(['dvc', 'status'], repo).stdout
+    for stage in ('data:', 'train@scratch-dacl:', 'evaluate@scratch-dacl:', 'compare:', 'webcam@demo_single:'):
+        assert stage in out, out
+    with edited(repo / 'nbs' / 'reports' / 'video_report.ipynb', ' '):
+        out = run(['dvc', 'status'], repo).stdout
+    assert 'webcam@demo_single:' in out and 'train@' not in out and 'compare:' not in out, out
+
+
+def test_editing_files_no_stage_runs_changes_nothing(study):
+    repo, _ = study
+    (repo / 'fer_study' / '__pycache__').mkdir(exist_ok=True)
+    (repo / 'fer_study' / '__pycache__' / 'rafdb.cpython-311.pyc').write_bytes(b'bytecode')
+    with edited(repo / 'nbs' / 'index.ipynb', ' '), edited(repo / 'README.md', '\nmore words\n'):
+        out = run(['dvc', 'status'], repo).stdout
+    assert 'up to date' in out, out
 
 
 def test_plots_show_draws_curves_and_confusion_without_warnings(study, tmp_path):

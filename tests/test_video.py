@@ -5,11 +5,10 @@ import resource
 import subprocess
 
 import pytest
-import torch
 
 from fer_study.core import FerStudyError
-from fer_study.keyframes import VideoError, ffmpeg_exe, make_test_video
-from fer_study.model import DACL, model_meta
+from fer_study.keyframes import VideoError, ffmpeg_exe
+from fer_study.testing import BAD_VIDEOS, demo_checkpoint, make_bad_videos, make_test_video
 from fer_study.synth import make_demo_video
 from fer_study.cli import main
 from fer_study.video import analyze_videos, format_summary
@@ -22,18 +21,9 @@ def ffmpeg(*args):
 @pytest.fixture(scope='module')
 def files(tmp_path_factory):
     d = tmp_path_factory.mktemp('video')
-    ckpt = d / 'demo.pt'
-    torch.manual_seed(0)
-    torch.save({'model': DACL(input_size=64).state_dict(),
-                'meta': model_meta(64, 73, [0.5752, 0.4495, 0.4012], [0.2086, 0.1911, 0.1827], dataset='synthetic')}, ckpt)
+    ckpt = demo_checkpoint(d / 'demo.pt')
     clip = make_test_video(d / 'clip.mp4', 'testsrc=size=320x240:rate=25:duration=2')
-    faststart = d / 'faststart.mp4'
-    ffmpeg('-i', clip, '-c', 'copy', '-movflags', '+faststart', faststart)
-    (d / 'empty.mp4').write_bytes(b'')
-    (d / 'notes.mp4').write_text('not a video at all\n')
-    (d / 'truncated.mp4').write_bytes(clip.read_bytes()[:clip.stat().st_size // 2])       # header (moov) lost
-    (d / 'cut.mp4').write_bytes(faststart.read_bytes()[:int(faststart.stat().st_size * 0.6)])  # header fine, frames lost
-    ffmpeg('-f', 'lavfi', '-i', 'sine=duration=1', d / 'audio.m4a')
+    make_bad_videos(d, clip)
     make_test_video(d / 'blank.mp4', 'color=c=gray:s=320x240:r=25:d=1')
     demo = make_demo_video(d / 'demo.mp4', 'single', seed=3, duration=2)
     # A phone held upright: the picture is portrait, stored as landscape frames turned a quarter, plus a display rotation.
@@ -48,14 +38,7 @@ def leftovers(out):
     return sorted(p.name for p in out.rglob('*')) if out.exists() else []
 
 
-@pytest.mark.parametrize('name, message', [
-    ('missing.mp4', 'no such file'),
-    ('notes.mp4', 'not a video'),
-    ('truncated.mp4', 'not a video or a truncated/corrupt file'),
-    ('cut.mp4', 'truncated or corrupt video'),
-    ('empty.mp4', 'empty file (0 bytes)'),
-    ('audio.m4a', 'has no video stream (audio only)'),
-])
+@pytest.mark.parametrize('name, message', BAD_VIDEOS.items())
 def test_bad_video_fails_naming_the_file_and_leaves_nothing(files, tmp_path, name, message):
     d, ckpt = files
     out = tmp_path / 'out'
