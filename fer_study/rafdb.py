@@ -17,19 +17,31 @@ from sklearn.model_selection import train_test_split
 from .core import CLASSES, DatasetError, atomic_path
 
 # %% auto #0
-__all__ = ['LABEL_FILE', 'IMAGE_DIR', 'SPLITS', 'MANIFEST_COLUMNS', 'aligned_path', 'write_fake_rafdb', 'read_rafdb',
-           'split_train_val', 'write_manifest', 'read_manifest', 'resize_face', 'load_images', 'center_crop',
-           'random_five_crop_flip', 'normalize']
+__all__ = ['BASIC_DIR', 'LABEL_FILE', 'IMAGE_DIR', 'SPLITS', 'NAME_DIGITS', 'MANIFEST_COLUMNS', 'image_name', 'aligned_name',
+           'aligned_path', 'write_fake_rafdb', 'read_rafdb', 'split_train_val', 'write_manifest', 'read_manifest',
+           'resize_face', 'load_images', 'center_crop', 'random_five_crop_flip', 'normalize']
 
 # %% ../nbs/01_rafdb.ipynb #1b2ab0f4
-LABEL_FILE = 'basic/EmoLabel/list_patition_label.txt'
-IMAGE_DIR = 'basic/Image/aligned'
+BASIC_DIR = 'basic'
+LABEL_FILE = f'{BASIC_DIR}/EmoLabel/list_patition_label.txt'
+IMAGE_DIR = f'{BASIC_DIR}/Image/aligned'
 SPLITS = ('train', 'test')
+NAME_DIGITS = {'train': 5, 'test': 4}
 
-def aligned_path(root: Path, name: str) -> Path:
-    "Path of the aligned image for a label-file name such as `train_00001.jpg`."
+# %% ../nbs/01_rafdb.ipynb #09ffb192
+def image_name(split: str, number: int) -> str:
+    "The label-file name of image `number` (from 1) of `split`, such as `train_00001.jpg`."
+    return f'{split}_{number:0{NAME_DIGITS[split]}d}.jpg'
+
+# %% ../nbs/01_rafdb.ipynb #9935700a
+def aligned_name(name: str) -> str:
+    "The aligned image's file name for a label-file name: `train_00001.jpg` -> `train_00001_aligned.jpg`."
     stem, ext = name.rsplit('.', 1)
-    return Path(root)/IMAGE_DIR/f'{stem}_aligned.{ext}'
+    return f'{stem}_aligned.{ext}'
+
+def aligned_path(root: str | Path, name: str) -> Path:
+    "Path of the aligned image under `root` for a label-file name such as `train_00001.jpg`."
+    return Path(root)/IMAGE_DIR/aligned_name(name)
 
 # %% ../nbs/01_rafdb.ipynb #c1e70a85
 def write_fake_rafdb(root: str | Path, per_class: dict[str, int] | int = 2, size: int = 100, lines: list[str] | None = None) -> Path:
@@ -40,9 +52,8 @@ def write_fake_rafdb(root: str | Path, per_class: dict[str, int] | int = 2, size
     rng = np.random.default_rng(0)
     made = []
     for split in SPLITS:
-        digits = 5 if split == 'train' else 4
         for i in range(counts[split] * len(CLASSES)):
-            name, raf_id = f'{split}_{i+1:0{digits}d}.jpg', i % len(CLASSES) + 1
+            name, raf_id = image_name(split, i + 1), i % len(CLASSES) + 1
             Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(aligned_path(root, name))
             made.append(f'{name} {raf_id}')
     (root/LABEL_FILE).parent.mkdir(parents=True, exist_ok=True)

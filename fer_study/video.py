@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from .core import POSITIVE_CLASSES, FerStudyError, ParamsError, atomic_files, writable_dir
 from .faces import Face, FaceTracker, align_face, detect_faces
-from .keyframes import KeyframeReport, probe_video, select_keyframes
+from .keyframes import Keyframe, KeyframeReport, probe_video, select_keyframes
 from .model import load_model, predict_probs
 from .rafdb import resize_face
 from .settings import VideoSettings, window_count
@@ -29,8 +29,8 @@ from .summary import SCHEMA_VERSION, VideoSummary, check_summary, keyframe_spans
 # %% auto #0
 __all__ = ['BOX_COLUMNS', 'LANDMARK_COLUMNS', 'RESULT_FILES', 'SYNTHETIC_NOTE', 'MIN_FRAME_SIDE', 'StageTimer', 'table_columns',
            'face_record', 'label_probs', 'FaceClassifier', 'video_end', 'write_results', 'face_alignment',
-           'detect_and_align', 'analyze_video', 'output_names', 'check_videos', 'output_dirs', 'analyze_videos',
-           'format_summary']
+           'detect_and_align', 'KeyframeAnalysis', 'analyze_video', 'output_names', 'check_videos', 'output_dirs',
+           'analyze_videos', 'format_summary']
 
 # %% ../nbs/10_video.ipynb #9df988e8
 class StageTimer:
@@ -134,45 +134,72 @@ def _json_safe(x):
     if isinstance(x, (str, int, float, bool)) or x is None: return x
     return str(x)
 
+class KeyframeAnalysis:
+    "The per-keyframe half of an analysis, fed one keyframe at a time (from a file, or a live source): faces found, tracked and queued."
+    def __init__(self, name: str, model: torch.nn.Module, meta: dict, settings: VideoSettings, batch_size: int = 64):
+        self.name, self.meta, self.settings = name, meta, settings
+        self.template, self.alignment = face_alignment(meta)
+        self.timer, self.tracker = StageTimer(), FaceTracker()
+        self.classifier = FaceClassifier(model, meta, settings.conf_threshold, batch_size)
+        self.keyframes = []
+
+    def add(self, kf: Keyframe) -> list[Face]:
+        "Find, align and track the faces of one keyframe and queue them for classification; return them."
+        s = self.settings
+        faces = self.tracker.update(detect_and_align(kf.image, s.detect_width, s.upsample, self.timer, self.template))
+        self.keyframes.append(dict(time=round(kf.time, 4), frame=kf.index, faces=len(faces)))
+        with self.timer('classify'):
+            for f in faces: self.classifier.add(face_record(self.name, kf.index, kf.time, f), f.crop)
+        return faces
+
+    def tables(self, end: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+        "Classify what is queued; the per-face table and the keyframe table, with spans up to `end` seconds."
+        with self.timer('classify'): self.classifier.flush()
+        kf_table = pd.DataFrame(self.keyframes, columns=['time', 'frame', 'faces'])
+        kf_table.insert(2, 'span', np.round(keyframe_spans(kf_table['time'], end), 4))
+        table = pd.DataFrame(self.classifier.rows, columns=[c for c in table_columns(self.meta['classes']) if c != 'span'])
+        table.insert(3, 'span', table['frame'].map(dict(zip(kf_table['frame'], kf_table['span']))).astype(float))
+        return table, kf_table
+
+    def summary(self, table: pd.DataFrame, kf_table: pd.DataFrame, end: float, video: dict, keyframes: dict,
+                out_dir: Path, seconds: float) -> VideoSummary:
+        "The `VideoSummary` of the tables, with what describes the video, its keyframe pass and the run."
+        s, out_dir = self.settings, Path(out_dir)
+        summary = dict(schema_version=SCHEMA_VERSION, video=video, keyframes=dict(keyframes, with_faces=int((kf_table['faces'] > 0).sum())),
+                       settings=dict(s.as_dict(), keyframe_mode=s.keyframe_mode), alignment=self.alignment,
+                       model=dict(self.meta), faces_found=bool(len(table)),
+                       **summarize_faces(table, self.meta['classes'], s.window, end))
+        if not len(table):
+            summary['message'] = f"no faces were found in {len(kf_table)} keyframe{'s' * (len(kf_table) != 1)} of {video['name']}"
+        if self.meta.get('dataset') == 'synthetic': summary['note'] = SYNTHETIC_NOTE
+        summary['timing'] = dict(total=round(seconds, 3), realtime_factor=round(end / seconds, 2) if seconds > 0 else None,
+                                 stages={k: round(v, 3) for k, v in self.timer.seconds.items()})
+        summary['outputs'] = dict(folder=str(out_dir), **{n.split('.')[0]: str(out_dir/n) for n in RESULT_FILES})
+        summary = _json_safe(summary)
+        check_summary(summary)  # what is written is what VideoSummary defines, key for key
+        return summary
+
+# %% ../nbs/10_video.ipynb #7ec96479
 def analyze_video(path: str | Path, model: torch.nn.Module, meta: dict, out_dir: str | Path,
                   settings: VideoSettings | None = None, progress: bool = True, batch_size: int = 64, **kw) -> VideoSummary:
     "Analyse one video; write faces.csv, keyframes.csv and summary.json into `out_dir` atomically; return the summary."
     s = settings or VideoSettings(**kw)
-    template, alignment = face_alignment(meta)
     path, out_dir, start = Path(path), writable_dir(out_dir), time.perf_counter()
     stream = select_keyframes(path, s.threshold, s.fps, s.min_gap)
     window_count(stream.info.duration, s.window)
-    timer, tracker, clf = StageTimer(), FaceTracker(), FaceClassifier(model, meta, s.conf_threshold, batch_size)
+    run = KeyframeAnalysis(path.name, model, meta, s, batch_size)
     total = stream.info.duration if math.isfinite(stream.info.duration) else None
-    keyframes, frames = [], iter(stream)
+    frames = iter(stream)
     with tqdm(total=total and round(total, 1), unit='s', desc=path.name, disable=not progress, leave=False) as bar:
         while True:
-            with timer('decode+select'): kf = next(frames, None)
+            with run.timer('decode+select'): kf = next(frames, None)
             if kf is None: break
-            faces = tracker.update(detect_and_align(kf.image, s.detect_width, s.upsample, timer, template))
-            keyframes.append(dict(time=round(kf.time, 4), frame=kf.index, faces=len(faces)))
-            with timer('classify'):
-                for f in faces: clf.add(face_record(path.name, kf.index, kf.time, f), f.crop)
+            run.add(kf)
             if total: bar.update(round(min(kf.time, total) - bar.n, 1))
-    with timer('classify'): clf.flush()
-    report = stream.report
-    kf_table = pd.DataFrame(keyframes, columns=['time', 'frame', 'faces'])
-    kf_table.insert(2, 'span', np.round(keyframe_spans(kf_table['time'], video_end(report)), 4))
-    table = pd.DataFrame(clf.rows, columns=[c for c in table_columns(meta['classes']) if c != 'span'])
-    table.insert(3, 'span', table['frame'].map(dict(zip(kf_table['frame'], kf_table['span']))).astype(float))
-    summary = dict(schema_version=SCHEMA_VERSION, video=dict(path=str(path), name=path.name, **{k: v for k, v in vars(stream.info).items() if k != 'path'}),
-                   keyframes=dict(report.as_dict(), with_faces=int((kf_table['faces'] > 0).sum())),
-                   settings=dict(s.as_dict(), keyframe_mode=s.keyframe_mode),
-                   alignment=alignment, model=dict(meta), faces_found=bool(len(table)),
-                   **summarize_faces(table, meta['classes'], s.window, video_end(report)))
-    if not len(table): summary['message'] = f"no faces were found in {len(kf_table)} keyframe{'s' * (len(kf_table) != 1)} of {path.name}"
-    if meta.get('dataset') == 'synthetic': summary['note'] = SYNTHETIC_NOTE
-    seconds = time.perf_counter() - start
-    summary['timing'] = dict(total=round(seconds, 3), realtime_factor=round(video_end(report) / seconds, 2) if seconds > 0 else None,
-                             stages={k: round(v, 3) for k, v in timer.seconds.items()})
-    summary['outputs'] = dict(folder=str(out_dir), faces=str(out_dir/'faces.csv'), keyframes=str(out_dir/'keyframes.csv'), summary=str(out_dir/'summary.json'))
-    summary = _json_safe(summary)
-    check_summary(summary)  # what is written is what VideoSummary defines, key for key
+    report, end = stream.report, video_end(stream.report)
+    table, kf_table = run.tables(end)
+    video = dict(path=str(path), name=path.name, **{k: v for k, v in vars(stream.info).items() if k != 'path'})
+    summary = run.summary(table, kf_table, end, video, report.as_dict(), out_dir, time.perf_counter() - start)
     write_results(out_dir, table, kf_table, summary)
     return summary
 

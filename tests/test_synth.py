@@ -1,0 +1,48 @@
+"""The synthetic data is byte-for-byte what it was when `synth` was one module (before the split into `render`,
+the face renderer, and `synth`, the writer): the hashes below were taken from that module for the same seeds.
+
+A deliberate change of the images or videos must bump `GENERATOR_VERSION` and record new hashes here. The MP4
+hashes also depend on the FFmpeg that `imageio-ffmpeg` bundles and the JPEG ones on Pillow's libjpeg: both are
+pinned in requirements-lock.txt."""
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from fer_study.synth import make_demo_video, make_synthetic_rafdb, truth_paths
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def tree_sha256(root: Path) -> str:
+    "One hash over every file under `root`: its relative path and the hash of its bytes, in sorted order."
+    h = hashlib.sha256()
+    for p in sorted(root.rglob('*')):
+        if p.is_file():
+            h.update(p.relative_to(root).as_posix().encode() + b'\0' + hashlib.sha256(p.read_bytes()).digest())
+    return h.hexdigest()
+
+
+@pytest.mark.parametrize('kw, expected', [
+    (dict(n_train=28, n_test=14, seed=0), '4f8220a90cf460af353ae35a1892ef791048ac6fb8245a3437fcf702ff2ed660'),
+    (dict(n_train=14, n_test=7, seed=1, label_noise=0.3, workers=1),
+     'c14c154afc5122c4ddbce48def5e306f4266f685c3cbc00e87e5cd807c5a71ca'),
+], ids=['seed0', 'label_noise'])
+def test_synthetic_rafdb_unchanged(tmp_path, kw, expected):
+    assert tree_sha256(make_synthetic_rafdb(tmp_path / 'raf', **kw)) == expected
+
+
+# 8 seconds at 2 frames per second: every participant's script has holds and transitions, in few frames.
+@pytest.mark.parametrize('layout, expected', [
+    ('single', ('04840a942b44c085e642c039754a3fe16bff528cbf2a85780d9362e7e08a9f7c',
+                '663579ac0ec4e2e6a474a7a9e1864344f4e8e33da360e1fcb994f8c5f60d8735',
+                'b1762664cd04d90111c33111f291b36d86e00ec66f2f977eeef204095bac6a3b')),
+    ('grid', ('fccb877718349ff857a547734f38967f3d089e02063e3a1f9df26f41b895915e',
+              'a44cc5b63beb3716c6fe8cbad55f59803546a74ffb47ad7d73b960ba14cc14cd',
+              'c8facd0a970644debc69ac07abed83612f506b9b6ffc967b2f2e4a04b623fff8')),
+], ids=['single', 'grid'])
+def test_demo_video_unchanged(tmp_path, layout, expected):
+    video = make_demo_video(tmp_path / f'{layout}.mp4', layout, seed=0, duration=8, fps=2)
+    assert tuple(sha256(p) for p in (video, *truth_paths(video))) == expected
