@@ -121,14 +121,16 @@ def atomic_files(folder: str | Path, names: Sequence[str]):
 # %% ../nbs/00_core.ipynb #03bd04b8
 @contextlib.contextmanager
 def atomic_dir(path: str | Path):
-    "Yield a temporary folder beside `path`; it becomes `path` if the block succeeds. `path` must not exist."
+    "Yield a temporary folder beside `path`; it becomes `path` if the block succeeds. `path` must be absent or an empty folder."
     path = Path(path)
-    if path.exists() or path.is_symlink(): raise FerStudyError(f"{path}: exists already; not replaced")
+    empty = path.is_dir() and not path.is_symlink() and not any(path.iterdir())
+    if (path.exists() or path.is_symlink()) and not empty: raise FerStudyError(f"{path}: exists already and is not empty; not replaced")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp'))
     try:
         tmp.chmod(0o777 & ~_UMASK)  # mkdtemp makes a private folder; the result is an ordinary one
         yield tmp
+        if empty: path.rmdir()
         os.rename(tmp, path)
     finally:
         if tmp.exists(): shutil.rmtree(tmp)

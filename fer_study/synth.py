@@ -10,9 +10,7 @@ import io
 import json
 import math
 import os
-import shutil
 import subprocess
-import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -21,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .core import CLASSES, DatasetError, atomic_path, write_text_atomic
+from .core import CLASSES, DatasetError, atomic_dir, atomic_path, write_text_atomic
 from .rafdb import BASIC_DIR, IMAGE_DIR, LABEL_FILE, aligned_path, image_name
 from .render import Condition, Identity, action_units, background_image, draw_person, random_identity
 from .render import sample_face  # the faces of the dataset; other modules import it from here too
@@ -81,9 +79,7 @@ def make_synthetic_rafdb(root: str | Path, n_train: int = 1400, n_test: int = 35
     if root.exists() and (not root.is_dir() or any(root.iterdir())):
         raise DatasetError(f"{root}: already exists and is not empty; refusing to overwrite it")
     if not 0 <= label_noise < 1: raise DatasetError(f"label_noise must be in [0, 1), got {label_noise}")
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=root.parent, prefix=f'.{root.name}.', suffix='.tmp'))
-    try:
+    with atomic_dir(root) as tmp:
         (tmp/IMAGE_DIR).mkdir(parents=True)
         jobs = []
         for split, n in (('train', n_train), ('test', n_test)):
@@ -98,10 +94,6 @@ def make_synthetic_rafdb(root: str | Path, n_train: int = 1400, n_test: int = 35
         (tmp/LABEL_FILE).parent.mkdir(parents=True)
         (tmp/LABEL_FILE).write_text('\n'.join(lines) + '\n')
         (tmp/MARKER_FILE).write_text(_marker(seed, {'train': n_train, 'test': n_test}, label_noise))
-        if root.exists(): root.rmdir()
-        os.rename(tmp, root)
-    finally:
-        if tmp.exists(): shutil.rmtree(tmp)
     return root
 
 # %% ../nbs/02_synth.ipynb #f9daae5b
