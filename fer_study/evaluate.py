@@ -5,6 +5,7 @@
 # %% ../nbs/07_evaluate.ipynb #662782c9
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -15,10 +16,12 @@ from .core import CLASSES, FerStudyError, atomic_path, write_text_atomic
 from .metrics import METRIC_NAMES, classification_metrics, confusion, per_class_table
 from .model import load_model, predict_probs
 from .rafdb import load_images
+from .stats import (BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, difference_sentence, mcnemar_exact, metric_intervals,
+                             paired_differences)
 
 # %% auto #0
 __all__ = ['REFERENCE_ROWS', 'predictions_table', 'evaluate_checkpoint', 'compare_variants', 'comparison_markdown',
-           'write_comparison']
+           'write_comparison', 'read_predictions', 'comparison_statistics']
 
 # %% ../nbs/07_evaluate.ipynb #9c452e23
 def predictions_table(manifest: pd.DataFrame, probs: np.ndarray, classes=CLASSES) -> pd.DataFrame:
@@ -52,8 +55,8 @@ REFERENCE_ROWS = [
     dict(variant='paper: softmax', source='Farzaneh & Qi 2021 (RAF-DB)', acc=0.8654),
 ]
 
-def compare_variants(model_dirs: dict[str, Path], eval_dirs: dict[str, Path]) -> pd.DataFrame:
-    "One row per variant (test metrics of the validation-selected epoch, best-valid accuracy) plus reference rows."
+def compare_variants(model_dirs: dict[str, Path], eval_dirs: dict[str, Path], statistics: dict | None = None) -> pd.DataFrame:
+    "One row per variant (test metrics of the validation-selected epoch, its 95 % interval, best-valid accuracy) plus reference rows."
     rows = []
     for name, mdir in model_dirs.items():
         mdir, edir = Path(mdir), Path(eval_dirs[name])
@@ -62,17 +65,46 @@ def compare_variants(model_dirs: dict[str, Path], eval_dirs: dict[str, Path]) ->
             reason = json.loads(skipped.read_text())['reason'].split(' (')[0]  # the first clause; the record has the rest
             rows.append(dict(variant=name, source=f'skipped: {reason} (see {skipped})')); continue
         train, test = json.loads((mdir/'metrics.json').read_text()), json.loads((edir/'metrics.json').read_text())
+        interval = (statistics or {}).get('variants', {}).get(name, {}).get('acc', {})
         rows.append(dict(variant=name, source=f"this study ({train['dataset']})", epoch=train['selected_epoch'],
-                         **{k: test[k] for k in METRIC_NAMES}, best_valid_acc=train['best_valid_test_selected']['acc']))
-    return pd.DataFrame(rows + REFERENCE_ROWS, columns=['variant', 'source', 'epoch', *METRIC_NAMES, 'best_valid_acc'])
+                         **{k: test[k] for k in METRIC_NAMES}, acc_low=interval.get('low'), acc_high=interval.get('high'),
+                         best_valid_acc=train['best_valid_test_selected']['acc']))
+    columns = ['variant', 'source', 'epoch', *METRIC_NAMES, 'acc_low', 'acc_high', 'best_valid_acc']
+    return pd.DataFrame(rows + REFERENCE_ROWS, columns=columns)
 
 def comparison_markdown(table: pd.DataFrame) -> str:
     "The comparison as a Markdown table: whole epochs, four decimals, blanks where a row has no figure."
     blanks = table.astype(object).where(table.notna(), None)  # tabulate leaves None blank, but prints NaN as 'nan'
     return blanks.to_markdown(index=False, floatfmt=['', '', '.0f'] + ['.4f'] * (table.shape[1] - 3), missingval='')
 
-def write_comparison(table: pd.DataFrame, out_dir: str | Path) -> None:
-    "The comparison as CSV and as a Markdown table."
+def write_comparison(table: pd.DataFrame, out_dir: str | Path, statistics: dict | None = None) -> None:
+    "The comparison as CSV and as a Markdown table (with a sentence per pair of variants), and statistics.json."
     out_dir = Path(out_dir)
     with atomic_path(out_dir/'comparison.csv') as tmp: table.to_csv(tmp, index=False)
-    write_text_atomic(out_dir/'comparison.md', comparison_markdown(table) + '\n')
+    sentences = [p['sentence'] for p in (statistics or {}).get('pairs', {}).values()]
+    note = (f"\n\n`acc_low`, `acc_high`: 95 % bootstrap interval of the test accuracy ({BOOTSTRAP_RESAMPLES} resamples of the test "
+            "images)." if statistics else '')
+    write_text_atomic(out_dir/'comparison.md', comparison_markdown(table) + note + ''.join(f'\n\n{s}' for s in sentences) + '\n')
+    if statistics is not None: write_text_atomic(out_dir/'statistics.json', json.dumps(statistics, indent=2))
+
+# %% ../nbs/07_evaluate.ipynb #ad97a97b
+def read_predictions(eval_dir: str | Path, classes=CLASSES) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    "Image names, true class indices and class probabilities from a variant's `predictions.csv`."
+    preds = pd.read_csv(Path(eval_dir)/'predictions.csv')
+    if preds.empty: return np.array([], object), np.array([], int), np.zeros((0, len(classes)))  # a skipped variant
+    index = {c: i for i, c in enumerate(classes)}
+    return preds['name'].to_numpy(), preds['actual'].map(index).to_numpy(), preds[list(classes)].to_numpy(float)
+
+def comparison_statistics(eval_dirs: dict[str, Path], classes=CLASSES) -> dict:
+    "Bootstrap intervals of every evaluated variant; for every pair, paired intervals of the differences and McNemar's test."
+    preds = {n: read_predictions(d, classes) for n, d in eval_dirs.items() if (Path(d)/'predictions.csv').is_file()}
+    preds = {n: p for n, p in preds.items() if len(p[0])}
+    variants = {n: metric_intervals(y, probs) for n, (_, y, probs) in preds.items()}
+    pairs = {}
+    for a, b in itertools.combinations(preds, 2):
+        (names_a, y, pa), (names_b, _, pb) = preds[a], preds[b]
+        if not np.array_equal(names_a, names_b):
+            raise FerStudyError(f"{eval_dirs[a]} and {eval_dirs[b]}: predictions on different test images; cannot pair them")
+        diff, test = paired_differences(y, pa, pb), mcnemar_exact(pa.argmax(1) == y, pb.argmax(1) == y)
+        pairs[f'{a} vs {b}'] = dict(differences=diff, mcnemar=test, sentence=difference_sentence(a, b, diff['acc'], test))
+    return dict(level=0.95, resamples=BOOTSTRAP_RESAMPLES, seed=BOOTSTRAP_SEED, variants=variants, pairs=pairs)

@@ -5,10 +5,14 @@
 # %% ../nbs/12_report.ipynb #bcc5999a
 from __future__ import annotations
 
+import contextlib
+import html
 import math
 import os
 import re
-import tempfile
+import signal
+import string
+import threading
 from pathlib import Path
 from typing import Sequence
 
@@ -17,15 +21,19 @@ import nbformat
 import numpy as np
 import pandas as pd
 import papermill
+from nbclient.exceptions import DeadKernelError
 from nbconvert import HTMLExporter
 from nbconvert.preprocessors import TagRemovePreprocessor
+from papermill.engines import papermill_engines
+from papermill.execute import raise_for_execution_errors
 
 import fer_study
-from .core import CLASSES, NEGATIVE_CLASSES, POSITIVE_CLASSES, FerStudyError, write_text_atomic
+from .core import CLASSES, NEGATIVE_CLASSES, POSITIVE_CLASSES, FerStudyError, atomic_path
 
 # %% auto #0
-__all__ = ['REPORT_TEMPLATES', 'EMOTION_COLORS', 'template_path', 'notebook_html', 'ReportError', 'run_report', 'clock',
-           'reaction_moments', 'display_window', 'spread_keyframes', 'plain_summary', 'report_videos', 'report_study']
+__all__ = ['REPORT_TEMPLATES', 'EMOTION_COLORS', 'template_path', 'notebook_html', 'md_escape', 'execute_template',
+           'sigterm_unwinds', 'ReportError', 'run_report', 'clock', 'reaction_moments', 'display_window',
+           'spread_keyframes', 'plain_summary', 'report_videos', 'report_study']
 
 # %% ../nbs/12_report.ipynb #b4f7214a
 REPORT_TEMPLATES = {'video': 'video_report.ipynb', 'study': 'study_report.ipynb'}
@@ -59,37 +67,68 @@ def notebook_html(nb: nbformat.NotebookNode, title: str = 'Report') -> str:
                             preprocessors=[TagRemovePreprocessor(remove_cell_tags={'remove-cell'})])
     return exporter.from_notebook_node(nb, resources={'metadata': {'name': title}})[0]
 
+# %% ../nbs/12_report.ipynb #99cd61a7
+_MARKDOWN_PUNCTUATION = re.compile('([' + re.escape(''.join(c for c in string.punctuation if c not in '&;')) + '])')
+
+def md_escape(text) -> str:
+    "Markdown that renders as `text` itself: no HTML, no markup, one line."
+    return _MARKDOWN_PUNCTUATION.sub(r'\\\1', html.escape(' '.join(str(text).splitlines()), quote=False))
+
+# %% ../nbs/12_report.ipynb #0f253406
+def execute_template(template: str | Path, parameters: dict
+                     ) -> tuple[nbformat.NotebookNode, papermill.PapermillExecutionError | None]:
+    "Run `template` with `parameters` in memory in the working directory; return the notebook and its first cell error."
+    nb = papermill.execute_notebook(str(template), None, parameters, kernel_name='python3', prepare_only=True,
+                                    progress_bar=False)
+    nb = papermill_engines.execute_notebook_with_engine(None, nb, kernel_name='python3', progress_bar=False)
+    try: raise_for_execution_errors(nb, None)  # marks the failing cell in `nb`, as papermill's own output would be
+    except papermill.PapermillExecutionError as e: return nb, e
+    return nb, None
+
+# %% ../nbs/12_report.ipynb #efb366fd
+def _exit_on_signal(signum, frame): raise SystemExit(128 + signum)
+
+@contextlib.contextmanager
+def sigterm_unwinds():
+    "Inside the block SIGTERM raises `SystemExit(143)` so that cleanup runs, instead of ending the process outright."
+    ours = threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    if ours: signal.signal(signal.SIGTERM, _exit_on_signal)
+    try: yield
+    finally:
+        if ours: signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
 # %% ../nbs/12_report.ipynb #4033ef1b
 class ReportError(FerStudyError):
     "A report template failed; the message names the cell and its error."
 
 _ANSI = re.compile(r'\x1b\[[0-9;]*[A-Za-z]')
 
-def run_report(template: str | Path, out_dir: str | Path, parameters: dict, title: str = 'Report', name: str = 'report') -> Path:
-    "Execute `template` with `parameters`; write `name`.ipynb and `name`.html into `out_dir` if every cell ran; return the HTML's path."
+def run_report(template: str | Path, out_dir: str | Path, parameters: dict, title: str = 'Report',
+               name: str = 'report') -> Path:
+    "Run `template`; write `name`.ipynb and `name`.html into `out_dir` when every cell ran; return the page."
     template, out_dir = Path(template), Path(out_dir)
     done, page, failed = (out_dir/f'{name}{s}' for s in ('.ipynb', '.html', '.failed.ipynb'))
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    # beside out_dir, not in it: a template may replace out_dir as a whole while it runs (the video analysis does)
-    fd, tmp = tempfile.mkstemp(dir=out_dir.parent, prefix=f'.{out_dir.name}.{name}.', suffix='.ipynb'); os.close(fd)
-    try:
-        try: nb = papermill.execute_notebook(str(template), tmp, parameters=parameters, kernel_name='python3',
-                                             progress_bar=False, cwd=str(Path.cwd()))
-        except papermill.PapermillExecutionError as e:
-            out_dir.mkdir(parents=True, exist_ok=True)
-            os.replace(tmp, failed)
-            trace = _ANSI.sub('', '\n'.join(e.traceback[-3:]))
-            raise ReportError(f"{template.name} failed in cell [{e.exec_count}]: {e.ename}: {e.evalue}\n{trace}\n"
-                              f"The executed notebook, with the error, is {failed}") from None
-        out_dir.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(page, notebook_html(nb, title))
-        os.replace(tmp, done)
+    kept = f"the earlier {page.name}, if any, is kept"
+    with sigterm_unwinds():  # KeyboardInterrupt and SystemExit are not caught: the earlier report stays as it is
+        try:
+            nb, error = execute_template(template, parameters)
+            if error is None: text = notebook_html(nb, title)
+        except DeadKernelError as e:
+            raise ReportError(f"{template}: the kernel stopped before the report was complete "
+                              f"(killed, or out of memory?); {kept}") from e
+        except Exception as e: raise ReportError(f"{template}: {type(e).__name__}: {e}; {kept}") from e
+        if error is not None:
+            where = f"{template.name} failed in cell [{error.exec_count}]: {error.ename}: {error.evalue}"
+            if error.ename == 'KeyboardInterrupt': raise ReportError(f"{where}: the kernel was interrupted; {kept}")
+            with atomic_path(failed) as tmp: tmp.write_text(nbformat.writes(nb), encoding='utf-8')
+            for p in (done, page): p.unlink(missing_ok=True)  # an earlier report must not pass for this run's
+            trace = _ANSI.sub('', '\n'.join(error.traceback[-3:]))
+            raise ReportError(f"{where}\n{trace}\nThe executed notebook, with the error, is {failed}")
+        try:
+            with atomic_path(done) as nb_tmp, atomic_path(page) as page_tmp:
+                nb_tmp.write_text(nbformat.writes(nb), encoding='utf-8'); page_tmp.write_text(text, encoding='utf-8')
+        except OSError as e: raise ReportError(f"{out_dir}: cannot write the report: {e}; {kept}") from e
         failed.unlink(missing_ok=True)
-    except BaseException as e:
-        for p in (done, page): p.unlink(missing_ok=True)  # an earlier report must not pass for this run's
-        if isinstance(e, FerStudyError) or not isinstance(e, Exception): raise
-        raise ReportError(f"{template}: {type(e).__name__}: {e}") from e
-    finally: Path(tmp).unlink(missing_ok=True)
     return page
 
 # %% ../nbs/12_report.ipynb #9efbbb87
@@ -140,8 +179,8 @@ def plain_summary(summary: dict, moments: pd.DataFrame | None = None) -> str:
     "A few sentences of Markdown that say what the video analysis found."
     v = summary['video']
     people = summary['participants_seen']
-    head = f"**{v['name']}**, {clock(v['duration'] or 0)} long: "
-    if not summary['faces_found']: return head + f"{summary['message']}, so there is nothing to report about emotions."
+    head = f"**{md_escape(v['name'])}**, {clock(v['duration'] or 0)} long: "
+    if not summary['faces_found']: return head + f"{md_escape(summary['message'])}, so there is nothing to report about emotions."
     shares = summary['overall']['share_time_weighted'] or {}
     ranked = [c for c, s in sorted(shares.items(), key=lambda kv: -kv[1]) if s > 0]
     lines = [head + f"{people} {'person' if people == 1 else 'people'} seen in {summary['keyframes']['with_faces']} keyframes."]
@@ -166,14 +205,15 @@ def report_videos(videos: Sequence[str | Path], model: str | Path, out_dir: str 
                   window: float = 10.0) -> list[Path]:
     "A video report per video into `out_dir/<stem>/`; return the HTML pages."
     from fer_study.model import read_checkpoint
-    from fer_study.video import check_videos, output_names
+    from fer_study.video import check_videos, output_dirs
     settings = dict(threshold=threshold, fps=fps, min_gap=min_gap, conf_threshold=conf_threshold, window=window)
     videos = check_videos(videos, **settings)
     read_checkpoint(model)
     template = template_path('video')
     settings.update(model=str(model), title=title)
-    return [run_report(template, Path(out_dir)/name, dict(settings, video=str(v), out=str(Path(out_dir)/name)), title=f'{title}: {v.name}')
-            for v, name in zip(videos, output_names(videos))]
+    with output_dirs(videos, out_dir) as dirs:  # writable, before any video is read; the empty ones it made go on failure
+        return [run_report(template, d, dict(settings, video=str(v), out=str(d)), title=f'{title}: {v.name}')
+                for v, d in zip(videos, dirs)]
 
 def report_study(variants: Sequence[str], out_dir: str | Path, models_dir: str | Path = 'models', eval_dir: str | Path = 'outputs/eval',
                  title: str = 'DACL study: pretrained vs scratch') -> Path:

@@ -1,7 +1,11 @@
-"""The papermill reports: run by the command line, every figure there, no error cell, and a page that renders in Chromium."""
+"""The papermill reports: run by the command line, every figure there, no error cell, and a page that renders in Chromium;
+user text shown as text; an interrupted report keeps the earlier one and leaves nothing behind."""
 import json
 import os
+import select
 import shutil
+import signal
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -104,6 +108,7 @@ def test_failing_cell_fails_the_command_and_leaves_no_stale_report(inputs, video
     assert not (out / 'call' / 'report.html').exists() and not (out / 'call' / 'report.ipynb').exists()
     failed = nbformat.read(out / 'call' / 'report.failed.ipynb', as_version=4)
     assert any(o.output_type == 'error' for c in failed.cells if c.cell_type == 'code' for o in c.outputs)
+    assert not [p.name for p in out.rglob('.*')], 'no temporary file left behind'
 
 
 def test_bad_input_fails_before_any_report(inputs, tmp_path):
@@ -115,14 +120,107 @@ def test_bad_input_fails_before_any_report(inputs, tmp_path):
     assert not (tmp_path / 'out').exists()
 
 
-def test_a_video_without_faces_gives_a_report_that_says_so(inputs, tmp_path):
+# an empty room (quick to read) whose file name and title are HTML: no faces, and user text that must stay text
+SCRIPT, IMG = '<script>alert(1)</script>', '<img src=x onerror=alert(1)>'
+SCRIPT_TEXT, IMG_TEXT = '&lt;script&gt;alert(1)&lt;/script&gt;', '&lt;img src=x onerror=alert(1)&gt;'
+
+
+@pytest.fixture(scope='module')
+def blank_report(inputs):
+    from fer_study.testing import make_test_video
     d, _, ckpt = inputs
-    from fer_study.keyframes import make_test_video
-    blank = make_test_video(tmp_path / 'empty_room.mp4', 'color=c=gray:s=320x240:r=25:d=1')
-    r = fer_study('report', blank, '--model', ckpt, '--out', tmp_path / 'out')
+    blank = make_test_video(d / f'{IMG}.mp4', 'color=c=gray:s=320x240:r=25:d=1')
+    r = fer_study('report', blank, '--model', ckpt, '--out', d / 'blank', '--title', SCRIPT)
     assert r.returncode == 0, r.stderr[-3000:]
-    nb = nbformat.read(tmp_path / 'out' / 'empty_room' / 'report.ipynb', as_version=4)
+    return d / 'blank' / IMG
+
+
+def test_a_video_without_faces_gives_a_report_that_says_so(blank_report):
+    nb = nbformat.read(blank_report / 'report.ipynb', as_version=4)
     assert figures(nb) == []
-    page = (tmp_path / 'out' / 'empty_room' / 'report.html').read_text()
-    assert 'no faces were found in 1 keyframe of empty_room.mp4, so there is nothing to report about emotions' in page
+    page = (blank_report / 'report.html').read_text()
+    assert f'no faces were found in 1 keyframe of {IMG_TEXT}.mp4, so there is nothing to report about emotions' in page
     assert page.count('Nothing to draw') == VIDEO_FIGURES
+
+
+def test_report_files_have_the_mode_of_the_other_outputs(video_report):
+    umask = os.umask(0)
+    os.umask(umask)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in video_report.iterdir()}
+    assert modes == dict.fromkeys(modes, 0o666 & ~umask), modes
+    assert {'report.ipynb', 'report.html', 'faces.csv'} <= set(modes)
+
+
+def test_user_text_in_the_page_is_text(blank_report):
+    page = (blank_report / 'report.html').read_text()
+    assert f'<title>{SCRIPT_TEXT}: {IMG_TEXT}.mp4</title>' in page
+    assert f'>{SCRIPT_TEXT}<' in page, 'the heading shows the title as text'
+    assert f'<strong>{IMG_TEXT}.mp4</strong>, ' in page, 'the summary names the video as text'
+    assert SCRIPT not in page and IMG not in page and '<script>alert' not in page and '<img src=x' not in page
+
+
+# A template whose first cell sends its kernel's pid through a FIFO and then waits for good: once the pid has arrived,
+# the kernel has started and the report is under way, which is when an interruption can do harm.
+BLOCKING_TEMPLATE = """import os, threading
+with open(os.environ['FER_STUDY_TEST_FIFO'], 'w') as f: f.write(str(os.getpid()))
+threading.Event().wait()"""
+
+
+def kernel_pid(proc, fifo) -> int:
+    "Wait (no timeout) until the template's first cell sends its kernel's pid through `fifo`; fail if fer-study ends first."
+    fd, err = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK), b''
+    try:
+        while True:
+            ready = select.select([fd, proc.stderr], [], [])[0]
+            if fd in ready: return int(os.read(fd, 32))
+            chunk = os.read(proc.stderr.fileno(), 65536)
+            assert chunk, f"fer-study ended before the template ran: {err.decode()[-3000:]}"
+            err += chunk
+    finally: os.close(fd)
+
+
+def running(pid: int) -> bool:
+    try: return Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()[0] not in ('Z', 'X')
+    except FileNotFoundError: return False
+
+
+def files(folder: Path) -> dict:
+    return {p.relative_to(folder): p.read_bytes() if p.is_file() else None for p in folder.rglob('*')}
+
+
+def default_signals():
+    # a test run in the background inherits SIGINT ignored; the command must see it as a terminal's Ctrl-C would send it
+    for s in (signal.SIGINT, signal.SIGTERM): signal.signal(s, signal.SIG_DFL)
+
+
+@pytest.mark.parametrize('sig', [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=['ctrl-c', 'sigterm', 'sigkill'])
+def test_an_interrupted_report_keeps_the_earlier_one_and_leaves_nothing(inputs, video_report, tmp_path, sig):
+    d, video, ckpt = inputs
+    out, templates, tmp = tmp_path / 'out', tmp_path / 'templates', tmp_path / 'tmp'
+    shutil.copytree(video_report, out / 'call')  # an earlier, complete report
+    templates.mkdir(), tmp.mkdir()
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("video = ''"), nbformat.v4.new_code_cell(BLOCKING_TEMPLATE)],
+                                  metadata={'kernelspec': {'name': 'python3', 'language': 'python', 'display_name': 'Python 3'}})
+    nb.cells[0].metadata['tags'] = ['parameters']
+    nbformat.write(nb, templates / 'video_report.ipynb')
+    fifo = tmp_path / 'started'
+    os.mkfifo(fifo)
+    before = files(out)
+    env = {**ENV, 'FER_STUDY_REPORTS': str(templates), 'FER_STUDY_TEST_FIFO': str(fifo), 'TMPDIR': str(tmp)}
+    proc = subprocess.Popen(['fer-study', 'report', video, '--model', ckpt, '--out', out], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, preexec_fn=default_signals)
+    kernel = None
+    try:
+        kernel = kernel_pid(proc, fifo)
+        proc.send_signal(sig)
+        proc.wait()
+        if sig != signal.SIGKILL:
+            assert not running(kernel), 'the kernel is shut down with the command'
+        if sig == signal.SIGTERM: assert proc.returncode == 128 + signal.SIGTERM
+        assert proc.returncode != 0
+        assert files(out) == before, 'the earlier report is as it was, and nothing was added beside it or in its folder'
+        assert not list(tmp.rglob('*.ipynb')), 'papermill kept no working copy of the notebook'
+    finally:
+        if kernel and running(kernel): os.kill(kernel, signal.SIGKILL)  # a SIGKILLed command cannot stop its kernel
+        proc.kill()
+        proc.communicate()
