@@ -16,13 +16,13 @@ import dlib
 import numpy as np
 from PIL import Image
 
-from .core import FerStudyError
+from .core import DatasetError, FerStudyError
 
 # %% auto #0
 __all__ = ['Box', 'FaceModelError', 'landmark_model_path', 'face_detector', 'landmark_predictor', 'as_rgb', 'shrink',
            'detect_faces', 'face_landmarks', 'similarity_transform', 'align_to_template', 'align_face',
-           'crop_landmarks', 'estimate_face_template', 'eye_geometry', 'Face', 'find_faces', 'box_iou', 'centre_shift',
-           'FaceTracker']
+           'crop_landmarks', 'FaceTemplateError', 'read_rgb', 'estimate_face_template', 'eye_geometry', 'Face',
+           'find_faces', 'box_iou', 'centre_shift', 'FaceTracker']
 
 # %% ../nbs/09_faces.ipynb #8db529b3
 class FaceModelError(FerStudyError):
@@ -130,17 +130,27 @@ def crop_landmarks(image: np.ndarray, detect_size: int = 300) -> np.ndarray | No
     box = max(found, key=lambda bs: bs[1])[0]
     return (face_landmarks(big, box) + 0.5) / (big.shape[1], big.shape[0])
 
+class FaceTemplateError(FerStudyError):
+    "Too few training images show a face the detector finds."
+
+def read_rgb(path: str | Path) -> np.ndarray:
+    "The image at `path` as an RGB array; one that cannot be decoded is a `DatasetError` naming the file."
+    try:
+        with Image.open(path) as im: return np.asarray(im.convert('RGB'))
+    except (OSError, ValueError, Image.DecompressionBombError) as e:
+        raise DatasetError(f"{path}: cannot read image ({e})") from None
+
 def estimate_face_template(images: Iterable[np.ndarray | str | Path], max_images: int = 300, min_faces: int = 20,
                            detect_size: int = 300) -> np.ndarray:
     "Median landmarks (5, 2) in unit crop coordinates over the first `max_images` training face crops (arrays or paths)."
     points, n = [], 0
     for im in islice(images, max_images):
-        if isinstance(im, (str, Path)): im = np.asarray(Image.open(im).convert('RGB'))
+        if isinstance(im, (str, Path)): im = read_rgb(im)
         n += 1
         if (p := crop_landmarks(im, detect_size)) is not None: points.append(p)
     if len(points) < min_faces:
-        raise FerStudyError(f"face template: found a face in only {len(points)} of {n} images (need {min_faces}); "
-                            "are these aligned face crops?")
+        raise FaceTemplateError(f"face template: found a face in only {len(points)} of {n} images (need {min_faces}); "
+                                "are these aligned face crops?")
     return np.median(points, axis=0)
 
 def eye_geometry(points: np.ndarray) -> tuple[float, float]:

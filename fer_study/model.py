@@ -5,7 +5,11 @@
 # %% ../nbs/03_model.ipynb #86ffcc84
 from __future__ import annotations
 
+import math
+import pickle
+import reprlib
 import urllib.error
+import warnings
 from pathlib import Path
 
 import torch
@@ -16,9 +20,10 @@ from .core import CLASSES, FerStudyError
 from .rafdb import center_crop, normalize
 
 # %% auto #0
-__all__ = ['FEATURE_DIM', 'IMAGENET_WEIGHTS', 'feature_map_size', 'attention_network', 'DACL', 'WeightsUnavailable',
-           'imagenet_weights_path', 'imagenet_state_dict', 'file_state_dict', 'load_backbone', 'build_model',
-           'model_meta', 'read_checkpoint', 'load_model', 'predict_probs']
+__all__ = ['FEATURE_DIM', 'IMAGENET_WEIGHTS', 'EXPECTED_CHECKPOINT', 'feature_map_size', 'attention_network', 'DACL',
+           'WeightsUnavailable', 'imagenet_weights_path', 'imagenet_state_dict', 'file_state_dict', 'load_backbone',
+           'build_model', 'model_meta', 'CheckpointError', 'check_meta', 'check_weights', 'read_checkpoint',
+           'load_model', 'predict_probs']
 
 # %% ../nbs/03_model.ipynb #6af28e31
 def feature_map_size(input_size: int) -> int:
@@ -111,14 +116,78 @@ def model_meta(input_size: int, resize: int, mean: list[float], std: list[float]
     return dict(backbone='resnet18', classes=list(CLASSES), input_size=input_size, resize=resize,
                 mean=list(mean), std=list(std), **extra)
 
+# %% ../nbs/03_model.ipynb #6c1f0a02
+class CheckpointError(FerStudyError):
+    "A file is not a usable fer_study checkpoint."
+
+def _numbers(v, n: int) -> bool:
+    return isinstance(v, (list, tuple)) and len(v) == n and all(
+        isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v)
+
+def check_meta(meta, path: str | Path) -> dict:
+    "`meta` if it describes a model that can be rebuilt and fed, else an error naming `path` and the key."
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path}: checkpoint 'meta' is a {type(meta).__name__}, expected a dict")
+    for key in ('classes', 'input_size', 'resize', 'mean', 'std'):
+        if key not in meta: raise CheckpointError(f"{path}: checkpoint meta lacks {key!r}")
+    classes, size, resize = meta['classes'], meta['input_size'], meta['resize']
+    is_int = lambda v: isinstance(v, int) and not isinstance(v, bool)
+    for key, ok, expected in (
+            ('classes', isinstance(classes, (list, tuple)) and all(isinstance(c, str) for c in classes)
+             and len(classes) >= 2 and len(set(classes)) == len(classes), 'a list of distinct class names'),
+            ('input_size', is_int(size) and size >= 1, 'a positive int'),
+            ('resize', is_int(resize) and is_int(size) and resize >= size, 'an int of at least input_size'),
+            ('mean', _numbers(meta['mean'], 3), '3 numbers'),
+            ('std', _numbers(meta['std'], 3) and min(meta['std']) > 0, '3 positive numbers')):
+        if not ok:
+            raise CheckpointError(f"{path}: checkpoint meta {key!r} is {reprlib.repr(meta[key])}, expected {expected}")
+    return meta
+
+# %% ../nbs/03_model.ipynb #6c1f0a05
+def check_weights(state, meta: dict, path: str | Path) -> dict:
+    "`state` if it is the state dict of the DACL model `meta` describes, else an error naming `path` and the entry."
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: checkpoint 'model' is a {type(state).__name__}, expected a state dict")
+    with torch.device('meta'): want = DACL(len(meta['classes']), meta['input_size']).state_dict()  # shapes only
+    for k, v in want.items():
+        if k not in state: raise CheckpointError(f"{path}: checkpoint 'model' lacks the weights {k!r}")
+        got = tuple(state[k].shape) if torch.is_tensor(state[k]) else type(state[k]).__name__
+        if got != tuple(v.shape):
+            raise CheckpointError(f"{path}: checkpoint 'model' entry {k!r} is {got}, but the meta's input_size "
+                                  f"{meta['input_size']} and {len(meta['classes'])} classes need {tuple(v.shape)}")
+    if extra := sorted(set(state) - set(want)):
+        raise CheckpointError(f"{path}: checkpoint 'model' has {len(extra)} entries a DACL model lacks, "
+                              f"e.g. {extra[0]!r}")
+    return state
+
+# %% ../nbs/03_model.ipynb #6c1f0a08
+EXPECTED_CHECKPOINT = "expected a best.pt or last.pt written by `fer-study train`"
+
+def _load_safely(path: Path, device) -> object:
+    "torch.load of tensors and plain data only; a file it refuses gets one line saying what the file is not."
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')  # torch warns about pickle protocols before it refuses a file
+            return torch.load(path, map_location=device, weights_only=True)
+    except OSError as e: raise CheckpointError(f"{path}: cannot read the checkpoint ({e.strerror or e})") from None
+    except pickle.UnpicklingError as e: refused = 'Weights only load failed' in str(e)
+    except Exception: refused = False
+    what = ('it holds pickled Python objects besides tensors and plain data, which are never loaded' if refused
+            else 'not a PyTorch file, or a truncated one')
+    raise CheckpointError(f"{path}: not a fer_study checkpoint: {what}; {EXPECTED_CHECKPOINT}")
+
 def read_checkpoint(path: str | Path, device: str | torch.device = 'cpu') -> dict:
-    "The dict saved at `path`, loaded safely (tensors and plain data only)."
+    "The checkpoint saved at `path` by `fer-study train`, loaded safely and checked (meta and weights)."
     path = Path(path)
-    if not path.is_file(): raise FerStudyError(f"{path}: checkpoint not found")
-    try: ckpt = torch.load(path, map_location=device, weights_only=True)
-    except Exception as e: raise FerStudyError(f"{path}: not a readable fer_study checkpoint ({e})") from e
-    if not isinstance(ckpt, dict) or 'model' not in ckpt or 'meta' not in ckpt:
-        raise FerStudyError(f"{path}: not a fer_study checkpoint (no 'model' and 'meta' entries)")
+    if path.is_dir(): raise CheckpointError(f"{path}: is a folder; {EXPECTED_CHECKPOINT} (e.g. {path/'best.pt'})")
+    if not path.is_file(): raise CheckpointError(f"{path}: checkpoint not found")
+    ckpt = _load_safely(path, device)
+    if not isinstance(ckpt, dict) or not {'model', 'meta'} <= ckpt.keys():
+        what = ("a dict without 'model' and 'meta' entries (a bare state dict?)" if isinstance(ckpt, dict)
+                else f"a {type(ckpt).__name__}")
+        raise CheckpointError(f"{path}: not a fer_study checkpoint: a PyTorch file holding {what}; "
+                              f"{EXPECTED_CHECKPOINT}")
+    check_weights(ckpt['model'], check_meta(ckpt['meta'], path), path)
     return ckpt
 
 def load_model(path: str | Path, device: str | torch.device = 'cpu') -> tuple[DACL, dict]:

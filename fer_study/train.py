@@ -5,9 +5,16 @@
 # %% ../nbs/06_train.ipynb #8b19aca4
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import dataclasses
+import hashlib
 import json
+import math
 import os
+import shutil
+import signal
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,18 +24,22 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from .core import CLASSES, FerStudyError, atomic_path, get_param, pick_device, seed_everything, write_text_atomic
+from .core import (CLASSES, DatasetError, FerStudyError, ParamsError, atomic_path, get_param, pick_device,
+                            seed_everything, write_text_atomic)
 from .losses import SparseCenterLoss
 from .metrics import METRIC_NAMES, best_per_metric, classification_metrics, format_block
 from .model import build_model, model_meta, predict_probs, read_checkpoint
 from .rafdb import load_images, normalize, random_five_crop_flip
 
 # %% auto #0
-__all__ = ['LOSSES', 'TrainConfig', 'train_config', 'load_subsets', 'toy_subsets', 'TrainingDiverged', 'train_epoch',
-           'evaluate_subset', 'summarize', 'report', 'init_distributed', 'train']
+__all__ = ['LOSSES', 'DEVICES', 'PARAM_KEYS', 'TRAINER_FILES', 'PR_SET_PDEATHSIG', 'TrainConfig', 'check_config', 'train_config',
+           'check_subsets', 'load_subsets', 'toy_subsets', 'data_fingerprint', 'TrainingDiverged', 'train_epoch',
+           'evaluate_subset', 'remove_run', 'hold_folder', 'die_with_parent', 'summarize', 'report', 'init_distributed',
+           'train']
 
 # %% ../nbs/06_train.ipynb #dd28769d
 LOSSES = {'dacl': None, 'softmax': 0.0}  # softmax = the same model trained with lambda = 0
+DEVICES = ('auto', 'cpu', 'cuda')
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
@@ -50,36 +61,78 @@ class TrainConfig:
     batch_size: int = 64
     seed: int = 0
     device: str = 'auto'
+    processes: int = 1  # DistributedDataParallel when > 1: BatchNorm then sees each process's shard
 
     @property
     def center_lamb(self) -> float:
         "The center-loss weight this loss variant trains with."
         return self.lamb if LOSSES[self.loss] is None else LOSSES[self.loss]
 
+PARAM_KEYS = dict(input_size='model.input_size', resize='model.resize', mean='normalize.mean', std='normalize.std',
+                  lamb='loss.lamb', alpha='loss.alpha', lr='optim.lr', momentum='optim.momentum',
+                  weight_decay='optim.weight_decay', step_size='optim.step_size', gamma='optim.gamma',
+                  epochs='train.epochs', batch_size='train.batch_size', seed='train.seed', device='train.device',
+                  processes='train.processes')
+
+# %% ../nbs/06_train.ipynb #5d0c7a12
+def _require(ok: bool, cfg: TrainConfig, name: str, must: str) -> None:
+    "Raise naming the params key of field `name` unless `ok`."
+    if not ok: raise ParamsError(f"params: '{PARAM_KEYS[name]}' must be {must}, got {getattr(cfg, name)!r}")
+
+def _numbers(v, n: int = 3) -> bool:
+    return len(v) == n and all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v)
+
+def check_config(cfg: TrainConfig) -> TrainConfig:
+    "`cfg` if every value can train a model, else an error naming the first wrong key of `params.yaml`."
+    c, inf = cfg, math.inf
+    _require(c.input_size >= 1, c, 'input_size', 'a positive number of pixels')
+    _require(c.resize >= c.input_size, c, 'resize', f"at least 'model.input_size' ({c.input_size})")
+    _require(_numbers(c.mean), c, 'mean', '3 numbers')
+    _require(_numbers(c.std) and min(c.std) > 0, c, 'std', '3 positive numbers')
+    _require(0 <= c.lamb < inf, c, 'lamb', 'at least 0 (0 trains without the center loss)')
+    _require(0 < c.alpha <= 1, c, 'alpha', 'in (0, 1]')
+    _require(0 < c.lr < inf, c, 'lr', 'a positive number')
+    _require(0 <= c.momentum < 1, c, 'momentum', 'in [0, 1)')
+    _require(0 <= c.weight_decay < inf, c, 'weight_decay', 'at least 0')
+    _require(c.step_size >= 1, c, 'step_size', 'at least 1 (epochs between learning-rate drops)')
+    _require(0 < c.gamma <= 1, c, 'gamma', 'in (0, 1]')
+    _require(c.epochs >= 1, c, 'epochs', 'at least 1')
+    _require(c.device in DEVICES, c, 'device', f'one of {list(DEVICES)}')
+    _require(c.processes >= 1, c, 'processes', 'at least 1')
+    _require(c.batch_size >= 2 * c.processes, c, 'batch_size',
+             f"at least 2 x 'train.processes' = {2 * c.processes} (BatchNorm trains on 2 or more images per process)")
+    return cfg
+
 def train_config(params: dict, init: str, loss: str) -> TrainConfig:
     "The `TrainConfig` of one variant (`init` x `loss`) from the sections of `params.yaml`, each key checked."
-    g = lambda key, typ, **kw: get_param(params, key, typ, **kw)
-    input_size, resize = g('model.input_size', int), g('model.resize', int)
-    if resize < input_size: raise FerStudyError(f"params: 'model.resize' ({resize}) must be at least 'model.input_size' ({input_size})")
-    mean, std = g('normalize.mean', list), g('normalize.std', list)
-    for key, v in (('normalize.mean', mean), ('normalize.std', std)):
-        if len(v) != 3 or not all(isinstance(x, (int, float)) for x in v): raise FerStudyError(f"params: '{key}' must be 3 numbers, got {v!r}")
-    if loss not in LOSSES: raise FerStudyError(f"params: unknown loss {loss!r} (choose from {list(LOSSES)})")
-    return TrainConfig(
-        init=init, loss=loss, input_size=input_size, resize=resize, mean=tuple(mean), std=tuple(std),
-        lamb=g('loss.lamb', float), alpha=g('loss.alpha', float),
-        lr=g('optim.lr', float), momentum=g('optim.momentum', float), weight_decay=g('optim.weight_decay', float),
-        step_size=g('optim.step_size', int), gamma=g('optim.gamma', float),
-        epochs=g('train.epochs', int), batch_size=g('train.batch_size', int), seed=g('train.seed', int),
-        device=g('train.device', str, choices=('auto', 'cpu', 'cuda')))
+    if loss not in LOSSES: raise ParamsError(f"params: unknown loss {loss!r} (choose from {list(LOSSES)})")
+    kinds = {'int': int, 'float': float, 'str': str, 'tuple': list}  # field annotation -> type in YAML
+    values = {f.name: get_param(params, PARAM_KEYS[f.name], kinds[f.type])
+              for f in dataclasses.fields(TrainConfig) if f.name in PARAM_KEYS}
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    return check_config(TrainConfig(init=init, loss=loss, **values))
 
 # %% ../nbs/06_train.ipynb #82a006b0
+def check_subsets(manifest: pd.DataFrame, source: str | Path = 'manifest') -> pd.DataFrame:
+    "`manifest` if every subset has images and every class has training images, else an error naming `source`."
+    for name in ('train', 'val', 'test'):
+        if not (manifest.subset == name).any(): raise DatasetError(f"{source}: the {name} subset is empty")
+    bad = manifest[~manifest.label.isin(range(len(CLASSES)))]
+    if len(bad):
+        raise DatasetError(f"{source}: {bad.name.iloc[0]} has label {bad.label.iloc[0]}, "
+                           f"not a class index 0..{len(CLASSES) - 1}")
+    counts = manifest[manifest.subset == 'train'].label.value_counts()
+    if missing := [c for i, c in enumerate(CLASSES) if counts.get(i, 0) == 0]:
+        raise DatasetError(f"{source}: the train subset has no images of {', '.join(missing)}; "
+                           "every class needs training images")
+    return manifest
+
 def load_subsets(manifest: pd.DataFrame, resize: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     "uint8 images and labels per subset (train / val / test) of a manifest."
+    check_subsets(manifest)
     out = {}
     for name in ('train', 'val', 'test'):
         rows = manifest[manifest.subset == name]
-        if rows.empty: raise FerStudyError(f"manifest: the {name} subset is empty")
         out[name] = (load_images(rows.path.tolist(), resize), torch.tensor(rows.label.to_numpy(), dtype=torch.long))
     return out
 
@@ -93,6 +146,17 @@ def toy_subsets(n: int = 64, size: int = 40, seed: int = 0) -> dict[str, tuple[t
         x[:, :, size // 4:3 * size // 4, size // 4:3 * size // 4] = colours[y][:, :, None, None]
         return x, y
     return dict(train=make(n), val=make(n // 4 + 7), test=make(n // 4 + 7))
+
+# %% ../nbs/06_train.ipynb #3f6d2a02
+def data_fingerprint(data: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> str:
+    "SHA-256 of the images and labels of every subset, in order: equal exactly when a run would see the same data."
+    h = hashlib.sha256()
+    for name in sorted(data):
+        for t in data[name]:
+            t = t.detach().cpu().contiguous()
+            h.update(f'{name}:{t.dtype}:{tuple(t.shape)};'.encode())
+            h.update(t.numpy().reshape(-1).view(np.uint8))
+    return h.hexdigest()
 
 # %% ../nbs/06_train.ipynb #7668c541
 class TrainingDiverged(FerStudyError):
@@ -114,6 +178,8 @@ def train_epoch(model, criterion, opt, data, cfg: TrainConfig, epoch: int, devic
     g = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)  # per-epoch stream: resumed runs replay it exactly
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
     batches = _batches(len(y_all), cfg.batch_size, g, rank, world)
+    if not batches:
+        raise DatasetError(f"the train subset has {len(y_all)} images, too few for 2 per process (processes: {world})")
     model.train()
     sums = torch.zeros(4, device=device, dtype=torch.float64)  # total loss, softmax loss, center loss, correct
     first_bad = torch.tensor(-1, device=device)
@@ -150,23 +216,72 @@ def evaluate_subset(model, meta: dict, data, name: str = 'eval') -> dict:
     return classification_metrics(data[1].cpu().numpy(), probs.numpy())
 
 # %% ../nbs/06_train.ipynb #30de6bfc
+TRAINER_FILES = ('last.pt', 'best.pt', 'metrics.json', 'live')  # all that `train` writes into its folder
+
 def _save(path: Path, obj: dict) -> None:
     with atomic_path(path) as tmp: torch.save(obj, tmp)
-
-def _resume_state(out_dir: Path, cfg: TrainConfig) -> dict | None:
-    "The last checkpoint's state if it belongs to this configuration (epochs may grow), else None or an error."
-    last = out_dir/'last.pt'
-    if not last.exists(): return None
-    ckpt = read_checkpoint(last)
-    saved = {**ckpt['config'], 'epochs': cfg.epochs}
-    if saved != _config_dict(cfg):
-        diff = sorted(k for k in saved if saved[k] != _config_dict(cfg).get(k))
-        raise FerStudyError(f"{last}: checkpoint of another configuration (differs in {diff}); delete {out_dir} or train elsewhere")
-    return ckpt
 
 def _config_dict(cfg: TrainConfig) -> dict:
     d = dataclasses.asdict(cfg)
     return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+def _resume_state(out_dir: Path, cfg: TrainConfig, fingerprint: str) -> tuple[dict | None, str | None]:
+    "(last.pt's state, None) to resume; (None, None) when there is none; (None, why) when it is another run."
+    last = out_dir/'last.pt'
+    if not last.exists(): return None, None
+    ckpt = read_checkpoint(last)
+    if not {'config', 'history', 'criterion', 'optimizer', 'scheduler'} <= ckpt.keys():
+        return None, 'holds no training state'
+    if ckpt.get('data') != fingerprint: return None, 'was trained on other data'
+    saved, now = ckpt['config'], _config_dict(cfg)
+    if diff := sorted(k for k in saved.keys() | now.keys() if k != 'epochs' and saved.get(k) != now.get(k)):
+        return None, f"was trained with other settings ({', '.join(diff)})"
+    if len(ckpt['history']) > cfg.epochs:
+        return None, f"ran {len(ckpt['history'])} epochs, more than the {cfg.epochs} asked for"
+    return ckpt, None
+
+def _remove_unfinished_saves(out_dir: Path) -> None:
+    for name in TRAINER_FILES:
+        for tmp in out_dir.glob(f'.{name}.*.tmp'): tmp.unlink(missing_ok=True)  # left by a kill inside atomic_path
+
+def remove_run(out_dir: str | Path, why: str) -> None:
+    "Remove what an earlier `train` wrote into `out_dir`, and nothing else, saying `why` on stdout."
+    out_dir = Path(out_dir)
+    _remove_unfinished_saves(out_dir)
+    if not (found := [name for name in TRAINER_FILES if (out_dir/name).exists()]): return
+    print(f"[*] {out_dir}: {why}; removing {', '.join(found)}", flush=True)
+    for name in found:
+        if (p := out_dir/name).is_dir() and not p.is_symlink(): shutil.rmtree(p)
+        else: p.unlink()
+
+# %% ../nbs/06_train.ipynb #7a4e9c02
+@contextlib.contextmanager
+def hold_folder(out_dir: str | Path):
+    "Hold an exclusive lock on `out_dir` (made if absent) while the block runs; a second holder fails at once."
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    try: import fcntl
+    except ImportError: fcntl = None  # Windows: no flock, no guard
+    fd = os.open(out_dir, os.O_RDONLY)
+    try:
+        if fcntl is not None:
+            try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise FerStudyError(f"{out_dir}: another `fer-study train` is training into this folder; "
+                                    "wait for it to finish or stop it") from None
+        yield out_dir
+    finally: os.close(fd)
+
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+def die_with_parent(parent: int | None = None) -> bool:
+    "Ask Linux to SIGKILL this process when its parent (pid `parent`, default the current one) dies; False elsewhere."
+    parent = parent or os.getppid()
+    if not sys.platform.startswith('linux'): return False
+    try: ok = ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) == 0
+    except (OSError, AttributeError): return False
+    if ok and os.getppid() != parent: os.kill(os.getpid(), signal.SIGKILL)  # the parent died before the request held
+    return ok
 
 # %% ../nbs/06_train.ipynb #4f2b0655
 def _live(out_dir: Path, history: list[dict]):
@@ -183,10 +298,12 @@ def _log_epoch(live, record: dict) -> None:
 
 def _print_epoch(rec: dict, epochs: int) -> None:
     e = rec['epoch']
-    print(f"[-] TRAIN [{e:03d}/{epochs}] | L={rec['train/loss']:.4f} | Ls={rec['train/loss_softmax']:.4f} | "
-          f"Lsc={rec['train/loss_center']:.4f} | acc={rec['train/acc']:.4f} | lr={rec['lr']:g}")
+    lines = [f"[-] TRAIN [{e:03d}/{epochs}] | L={rec['train/loss']:.4f} | Ls={rec['train/loss_softmax']:.4f} | "
+             f"Lsc={rec['train/loss_center']:.4f} | acc={rec['train/acc']:.4f} | lr={rec['lr']:g}"]
     for part in ('val', 'test'):
-        print(f"[-] {part.upper():5s} [{e:03d}/{epochs}] | " + ' | '.join(f"{k}={rec[f'{part}/{k}']:.4f}" for k in METRIC_NAMES))
+        values = ' | '.join(f"{k}={rec[f'{part}/{k}']:.4f}" for k in METRIC_NAMES)
+        lines.append(f"[-] {part.upper():5s} [{e:03d}/{epochs}] | {values}")
+    print('\n'.join(lines), flush=True)
 
 def summarize(history: list[dict], dataset: str, cfg: TrainConfig) -> dict:
     "The run's result: test metrics of the validation-selected epoch, and the official test-selected maxima."
@@ -219,9 +336,17 @@ def train(data: dict, cfg: TrainConfig, out_dir: str | Path, dataset: str = 'unk
           log_every: int = 10, face_template: list | None = None) -> dict:
     "Train DACL on `data` (subsets from `load_subsets`) into `out_dir`, resuming if a run was cut short."
     out_dir = Path(out_dir)
+    check_config(cfg)
     rank, world, device = init_distributed(cfg.device)
+    if world != cfg.processes:
+        raise ParamsError(f"params: 'train.processes' is {cfg.processes} but {world} processes were started "
+                          "(`fer-study train` starts them itself)")
     lead = rank == 0  # only the first process writes files and prints
-    state = _resume_state(out_dir, cfg)
+    fingerprint = data_fingerprint(data)
+    state, why_not = _resume_state(out_dir, cfg, fingerprint)
+    if world > 1: dist.barrier()  # every process has read last.pt before the first one may remove it
+    if lead and why_not: remove_run(out_dir, f'starting afresh: its last.pt {why_not}')
+    elif lead: _remove_unfinished_saves(out_dir)
     seed_everything(cfg.seed)
     model = build_model(cfg.init, cfg.input_size).to(device)
     model = model.to(memory_format=torch.channels_last)  # faster on CUDA and, with oneDNN, on the CPU too
@@ -233,7 +358,7 @@ def train(data: dict, cfg: TrainConfig, out_dir: str | Path, dataset: str = 'unk
         model.load_state_dict(state['model']); criterion.load_state_dict(state['criterion'])
         opt.load_state_dict(state['optimizer']); sched.load_state_dict(state['scheduler'])
         history = state['history']; best_acc = max(h['val/acc'] for h in history)
-        if lead: print(f"[*] resuming {out_dir} after epoch {len(history)}")
+        if lead: print(f"[*] resuming {out_dir} after epoch {len(history)}", flush=True)
     step_model = DistributedDataParallel(model, device_ids=[device] if device.type == 'cuda' else None) if world > 1 else model
     meta = model_meta(cfg.input_size, cfg.resize, cfg.mean, cfg.std, init=cfg.init, loss=cfg.loss, dataset=dataset,
                       config=_config_dict(cfg), **({'face_template': face_template} if face_template is not None else {}))
@@ -251,8 +376,9 @@ def train(data: dict, cfg: TrainConfig, out_dir: str | Path, dataset: str = 'unk
             _print_epoch(rec, cfg.epochs)
             weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
             if rec['val/acc'] > best_acc: _save(out_dir/'best.pt', dict(model=weights, meta={**meta, 'epoch': epoch}))
-            _save(out_dir/'last.pt', dict(model=weights, meta={**meta, 'epoch': epoch}, config=_config_dict(cfg), history=history,
-                                          criterion=criterion.state_dict(), optimizer=opt.state_dict(), scheduler=sched.state_dict()))
+            _save(out_dir/'last.pt', dict(model=weights, meta={**meta, 'epoch': epoch}, config=_config_dict(cfg),
+                                          data=fingerprint, history=history, criterion=criterion.state_dict(),
+                                          optimizer=opt.state_dict(), scheduler=sched.state_dict()))
             _log_epoch(live, rec)
         best_acc = max(best_acc, rec['val/acc'])
         if world > 1: dist.barrier()

@@ -1,11 +1,20 @@
 """The DistributedDataParallel path on the CPU: torchrun, gloo backend, two processes."""
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import psutil
+import yaml
+
+from fer_study.cli import main, run_data
+from fer_study.core import load_params
 from fer_study.model import read_checkpoint
+from fer_study.rafdb import write_fake_rafdb
+
+ROOT = Path(__file__).resolve().parents[1]
 
 SCRIPT = '''
 import json
@@ -13,8 +22,8 @@ import sys
 from pathlib import Path
 import torch.distributed as dist
 from fer_study.train import TrainConfig, toy_subsets, train
-summary = train(toy_subsets(n=56), TrainConfig(input_size=32, resize=40, epochs=2, batch_size=16, lr=0.0005, device='cpu'),
-                sys.argv[1], dataset='toy', progress=False)
+cfg = TrainConfig(input_size=32, resize=40, epochs=2, batch_size=16, lr=0.0005, device='cpu', processes=2)
+summary = train(toy_subsets(n=56), cfg, sys.argv[1], dataset='toy', progress=False)
 # each process writes its own file: the two processes' stdout interleave at random
 report = {'rank': dist.get_rank(), 'world': dist.get_world_size(), 'acc': summary['test']['acc']}
 Path(sys.argv[2], f"rank{dist.get_rank()}.json").write_text(json.dumps(report))
@@ -36,3 +45,33 @@ def test_two_process_training_with_gloo(tmp_path):
     ckpt = read_checkpoint(tmp_path / 'out' / 'last.pt')
     assert [h['epoch'] for h in ckpt['history']] == [1, 2]
     assert json.loads((tmp_path / 'out' / 'metrics.json').read_text())['epochs'] == 2
+
+
+def test_killing_the_trainer_leaves_no_process_and_a_held_folder_refuses_a_second(tmp_path, monkeypatch, capsys):
+    "`fer-study train` with 2 processes starts torchrun itself; SIGKILL of its process group ends every worker."
+    monkeypatch.chdir(tmp_path)
+    params = load_params(ROOT / 'params.yaml')
+    params['data'].update(source='rafdb', root='rafdb')
+    params['model'].update(input_size=32, resize=37)
+    params['train'].update(epochs=1000, batch_size=8, device='cpu', processes=2)  # runs until killed
+    Path('params.yaml').write_text(yaml.safe_dump(params))
+    write_fake_rafdb('rafdb', per_class=3, size=40)
+    run_data(params, 'data')
+    train = ['train', '--init', 'scratch', '--loss', 'dacl', '--manifest', 'data/manifest.csv', '--out', 'model']
+    trainer = subprocess.Popen([str(Path(sys.executable).parent / 'fer-study'), *train, '--no-progress'], text=True,
+                               start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               env={**os.environ, 'OMP_NUM_THREADS': '1'})
+    try:
+        seen = []
+        for line in trainer.stdout:  # until both processes have trained an epoch together
+            seen.append(line)
+            if line.startswith('[-] TRAIN [001/'): break
+        else: raise AssertionError('training ended before its first epoch:\n' + ''.join(seen))
+        assert main(train) == 2  # a second trainer on the same folder, while the first holds it
+        assert 'error: model: another `fer-study train` is training into this folder' in capsys.readouterr().err
+        workers = psutil.Process(trainer.pid).children(recursive=True)
+        assert len(workers) == 2, workers
+    finally: os.killpg(trainer.pid, signal.SIGKILL)
+    trainer.wait()
+    _, alive = psutil.wait_procs(workers, timeout=60)  # the kernel kills them as their parent dies
+    assert not alive, f'workers outlived the killed trainer: {alive}'

@@ -1,4 +1,6 @@
 """Parameters: the paper's setting is one documented step away, and bad values are named."""
+import json
+import re
 import shlex
 import subprocess
 import sys
@@ -7,7 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from fer_study.cli import main
 from fer_study.core import load_params
+from fer_study.rafdb import IMAGE_DIR, LABEL_FILE, write_fake_rafdb
 from fer_study.train import train_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,3 +73,84 @@ def test_missing_dataset_is_named(tmp_path):
     r = subprocess.run([FER, 'data', '--params', 'params.yaml', '--out', 'out'], capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode == 2 and 'data/synthetic: dataset folder not found' in r.stderr and "'data.root'" in r.stderr
     assert not (tmp_path / 'out').exists()
+
+
+# values of the right type that no run should start with (each used to train silently or end in a traceback)
+UNTRAINABLE = [
+    ('train.batch_size', 1, "'train.batch_size' must be at least 2 x 'train.processes' = 2"),
+    ('train.batch_size', 0, "'train.batch_size' must be at least 2 x 'train.processes' = 2"),
+    ('train.epochs', 0, "'train.epochs' must be at least 1, got 0"),
+    ('train.epochs', 'ten', "'train.epochs' must be int, got 'ten'"),
+    ('optim.step_size', 0, "'optim.step_size' must be at least 1"),
+    ('optim.lr', -0.01, "'optim.lr' must be a positive number, got -0.01"),
+    ('optim.momentum', -0.9, "'optim.momentum' must be in [0, 1), got -0.9"),
+    ('optim.weight_decay', -0.0005, "'optim.weight_decay' must be at least 0, got -0.0005"),
+    ('optim.gamma', 0, "'optim.gamma' must be in (0, 1], got 0.0"),
+    ('optim.gamma', 2, "'optim.gamma' must be in (0, 1], got 2.0"),
+    ('loss.lamb', -0.01, "'loss.lamb' must be at least 0"),
+    ('loss.alpha', 0, "'loss.alpha' must be in (0, 1], got 0.0"),
+    ('loss.alpha', 1.5, "'loss.alpha' must be in (0, 1], got 1.5"),
+    ('train.processes', 0, "'train.processes' must be at least 1, got 0"),
+    ('train.processes', 'two', "'train.processes' must be int, got 'two'"),
+    ('train.processes', 2.0, "'train.processes' must be int, got 2.0"),
+]
+
+
+@pytest.mark.parametrize('key, value, message', UNTRAINABLE)
+def test_untrainable_values_fail_in_one_line_naming_the_key(tmp_path, capsys, key, value, message):
+    params = load_params(ROOT / 'params.yaml')
+    section, name = key.split('.')
+    params[section][name] = value
+    (tmp_path / 'params.yaml').write_text(yaml.safe_dump(params))
+    code = main(['train', '--params', str(tmp_path / 'params.yaml'), '--init', 'scratch', '--loss', 'dacl',
+                 '--manifest', str(tmp_path / 'data' / 'manifest.csv'), '--out', str(tmp_path / 'w')])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith('error: params: ') and message in err and err.count('\n') == 1, err
+    assert not (tmp_path / 'w').exists()
+
+
+@pytest.fixture
+def fake_rafdb(tmp_path, monkeypatch):
+    "A tiny RAF-DB tree of noise images (no faces) and params pointing at it, in the working folder."
+    monkeypatch.chdir(tmp_path)
+    params = load_params(ROOT / 'params.yaml')
+    params['data'].update(source='rafdb', root='rafdb')
+    params['model'].update(input_size=32, resize=37)
+    Path('params.yaml').write_text(yaml.safe_dump(params))
+    return write_fake_rafdb(tmp_path / 'rafdb', per_class=3, size=40)
+
+
+def test_an_unreadable_training_image_stops_the_data_stage_naming_it(fake_rafdb, capsys):
+    for jpg in (fake_rafdb / IMAGE_DIR).glob('train_*'): jpg.write_bytes(jpg.read_bytes()[:120])  # cut short
+    assert main(['data', '--out', 'out']) == 2
+    err = capsys.readouterr().err
+    image = r'rafdb/basic/Image/aligned/train_\d{5}_aligned\.jpg'
+    assert re.fullmatch(rf'error: {image}: cannot read image \(.*\)\n', err), err
+    assert not Path('out').exists(), 'a failed data stage wrote outputs'
+
+
+def test_a_class_without_training_images_is_named_before_training(fake_rafdb, capsys):
+    label_file = fake_rafdb / LABEL_FILE
+    label_file.write_text(''.join(l + '\n' for l in label_file.read_text().split('\n')
+                                  if l and not (l.startswith('train_') and l.endswith(' 2'))))  # no Fear to train on
+    assert main(['data', '--out', 'out']) == 0
+    assert json.loads(Path('out/dataset.json').read_text())['per_class']['train']['Fear'] == 0
+    train = ['train', '--init', 'scratch', '--loss', 'dacl', '--manifest', 'out/manifest.csv', '--out', 'model']
+    assert main(train) == 2
+    err = capsys.readouterr().err
+    assert err.endswith('error: out/manifest.csv: the train subset has no images of Fear; '
+                        'every class needs training images\n'), err
+    assert not Path('model').exists()
+
+
+def test_a_skipped_variant_keeps_no_model_of_an_earlier_run(fake_rafdb, capsys):
+    assert main(['data', '--out', 'out']) == 0
+    model = Path('model')
+    for name in ('best.pt', 'last.pt', 'metrics.json', 'live/metrics.json', 'notes.txt'):
+        (model / name).parent.mkdir(parents=True, exist_ok=True)
+        (model / name).write_text('an earlier run' if name != 'notes.txt' else "the user's")
+    # an initialization whose weights are missing: the variant is skipped
+    train = ['train', '--init', 'msceleb.pth', '--loss', 'dacl', '--manifest', 'out/manifest.csv', '--out', 'model']
+    assert main(train) == 0
+    assert 'skipped, so no model of an earlier run keeps the name' in capsys.readouterr().out
+    assert sorted(p.name for p in model.iterdir()) == ['notes.txt', 'skipped.json']

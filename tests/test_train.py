@@ -1,4 +1,5 @@
-"""Training runs end to end: resume after a kill, divergence, configuration guards."""
+"""Training runs end to end: resume after a kill, fresh starts, divergence, configuration and checkpoint guards."""
+import argparse
 import json
 
 import pytest
@@ -6,7 +7,7 @@ import torch
 
 import fer_study.train as T
 from fer_study.core import FerStudyError
-from fer_study.model import read_checkpoint
+from fer_study.model import DACL, load_model, model_meta, read_checkpoint
 
 CFG = T.TrainConfig(input_size=32, resize=40, epochs=3, batch_size=8, lr=0.0005)
 
@@ -37,16 +38,41 @@ def test_resume_after_kill_matches_uninterrupted(toy, tmp_path, monkeypatch):
     assert live(tmp_path / 'cut') == live(tmp_path / 'full')
 
 
-def test_more_epochs_continue_a_finished_run(toy, tmp_path):
+def test_more_epochs_continue_a_finished_run(toy, tmp_path, capsys):
     T.train(toy, CFG, tmp_path, progress=False)
     longer = T.train(toy, T.TrainConfig(**{**CFG.__dict__, 'epochs': 4}), tmp_path, progress=False)
     assert longer['epochs'] == 4
+    assert f'resuming {tmp_path} after epoch 3' in capsys.readouterr().out
 
 
-def test_checkpoint_of_other_settings_is_not_continued(toy, tmp_path):
-    T.train(toy, T.TrainConfig(**{**CFG.__dict__, 'epochs': 1}), tmp_path, progress=False)
-    with pytest.raises(FerStudyError, match=r"another configuration \(differs in \['lr'\]\)"):
-        T.train(toy, T.TrainConfig(**{**CFG.__dict__, 'lr': 0.1}), tmp_path, progress=False)
+def one_pixel_off(data: dict) -> dict:
+    "`data` with one training pixel changed by one grey level."
+    x = data['train'][0].clone()
+    x[0, 0, 0, 0] ^= 1
+    return {**data, 'train': (x, data['train'][1])}
+
+
+@pytest.mark.parametrize('first_epochs, change, other_data, reason', [
+    (1, dict(lr=0.001), False, 'was trained with other settings (lr)'),
+    (1, {}, True, 'was trained on other data'),
+    (2, {}, False, 'ran 2 epochs, more than the 1 asked for'),
+])
+def test_another_run_in_the_folder_starts_afresh_and_says_so(toy, tmp_path, capsys, first_epochs, change, other_data,
+                                                              reason):
+    first = T.TrainConfig(**{**CFG.__dict__, 'epochs': first_epochs})
+    T.train(toy, first, tmp_path, progress=False)
+    (tmp_path / 'notes.txt').write_text("the user's")
+    (tmp_path / 'live' / 'mine.txt').write_text('inside the folder the trainer owns')
+    capsys.readouterr()
+    data, cfg = one_pixel_off(toy) if other_data else toy, T.TrainConfig(**{**first.__dict__, 'epochs': 1, **change})
+    summary = T.train(data, cfg, tmp_path, progress=False)
+    out = capsys.readouterr().out
+    assert f'{tmp_path}: starting afresh: its last.pt {reason}' in out and 'resuming' not in out, out
+    assert (tmp_path / 'notes.txt').read_text() == "the user's", 'a file the trainer did not write was touched'
+    assert not (tmp_path / 'live' / 'mine.txt').exists()
+    last = read_checkpoint(tmp_path / 'last.pt')
+    assert summary['epochs'] == len(last['history']) == cfg.epochs and last['config']['lr'] == cfg.lr
+    assert last['data'] == T.data_fingerprint(data)
 
 
 def test_non_finite_loss_names_epoch_and_step(toy, tmp_path):
@@ -62,3 +88,33 @@ def test_metrics_file_says_where_data_came_from(toy, tmp_path):
     meta = read_checkpoint(tmp_path / 'best.pt')['meta']
     assert meta['dataset'] == 'synthetic' and meta['resize'] == 40 and meta['input_size'] == 32
     assert set(summary['best_valid_test_selected']) == {'acc', 'rec', 'f1', 'aucpr', 'aucroc'}
+
+
+def test_a_batch_of_one_is_refused_before_any_training(toy, tmp_path):
+    with pytest.raises(FerStudyError, match=r"'train.batch_size' must be at least 2 x 'train.processes' = 2 .*, got 1"):
+        T.train(toy, T.TrainConfig(**{**CFG.__dict__, 'batch_size': 1}), tmp_path, progress=False)
+    assert not (tmp_path / 'metrics.json').exists()
+
+
+def write(path, obj):
+    torch.save(obj, path)
+    return path
+
+
+@pytest.mark.parametrize('make, message', [
+    (lambda p, sd, meta: write(p, {'model': sd, 'meta': meta, 'args': argparse.Namespace(lr=0.1)}),
+     'not a fer_study checkpoint: it holds pickled Python objects'),
+    (lambda p, sd, meta: write(p, sd), "a PyTorch file holding a dict without 'model' and 'meta'"),
+    (lambda p, sd, meta: p.write_bytes(b'PK\x03\x04 cut short') and p, 'checkpoint: not a PyTorch file'),
+    (lambda p, sd, meta: write(p, {'model': sd, 'meta': {k: v for k, v in meta.items() if k != 'mean'}}),
+     "checkpoint meta lacks 'mean'"),
+    (lambda p, sd, meta: write(p, {'model': sd, 'meta': {**meta, 'input_size': 64, 'resize': 73}}),
+     "checkpoint 'model' entry 'attention.0.weight' is (3584, 512), but the meta's input_size 64"),
+    (lambda p, sd, meta: write(p, {'model': sd, 'meta': {**meta, 'classes': ['calm', 'excited']}}),
+     "entry 'resnet.fc.weight' is (7, 512), but the meta's input_size 32 and 2 classes need (2, 512)"),
+])
+def test_a_file_that_is_not_a_usable_checkpoint_gets_one_line(tmp_path, make, message):
+    path = make(tmp_path / 'best.pt', DACL(input_size=32).state_dict(), model_meta(32, 40, [0.5] * 3, [0.2] * 3))
+    with pytest.raises(FerStudyError) as e: load_model(path)
+    assert str(e.value).startswith(f'{path}: ') and message in str(e.value), str(e.value)
+    assert '\n' not in str(e.value) and 'weights_only' not in str(e.value)
