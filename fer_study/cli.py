@@ -8,20 +8,20 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
 
-import pandas as pd
-import torch
-
-from .core import CLASSES, FerStudyError, get_param, load_params, write_text_atomic
-from .rafdb import read_manifest, read_rafdb, split_train_val, write_manifest
+# torch, pandas, papermill and dvc load inside the commands that use them: `fer-study --help` answers at once
+from .core import CLASSES, FerStudyError, atomic_dir, get_param, load_params, write_text_atomic
+from .settings import add_video_arguments, video_settings_from_args
 
 # %% auto #0
-__all__ = ['SOURCES', 'dataset_kind', 'data_root', 'training_face_template', 'run_data', 'use_weights_dir', 'sha256',
-           'weights_record', 'check_init', 'study_variants', 'run_weights', 'load_manifest', 'run_train',
-           'run_evaluate', 'run_compare', 'collect_curves', 'variant_names', 'run_materialize', 'main']
+__all__ = ['SOURCES', 'LAUNCHER_PID', 'dataset_kind', 'data_root', 'training_face_template', 'run_data', 'use_weights_dir',
+           'sha256', 'weights_record', 'check_init', 'study_variants', 'run_weights', 'load_manifest',
+           'check_processes', 'run_train', 'launch_workers', 'train_worker', 'run_evaluate', 'run_compare',
+           'collect_curves', 'variant_names', 'run_materialize', 'main']
 
 # %% ../nbs/11_cli.ipynb #408a83c3
 SOURCES = ('synthetic', 'rafdb')
@@ -42,25 +42,27 @@ def data_root(params: dict) -> Path:
 
 def training_face_template(paths) -> dict:
     "Where the training faces' 5 landmarks sit (unit crop coordinates), so video faces can be aligned the same way."
-    from fer_study.faces import estimate_face_template
+    from fer_study.faces import FaceTemplateError, estimate_face_template
     try: return dict(face_template=estimate_face_template(list(paths)).round(4).tolist())
-    except FerStudyError as e: return dict(face_template=None, face_template_error=str(e))
+    except FaceTemplateError as e: return dict(face_template=None, face_template_error=str(e))
 
 def run_data(params: dict, out_dir: str | Path) -> dict:
     "Validate the dataset and write the train / val / test manifest and a description of the data."
+    from fer_study.rafdb import read_rafdb, split_train_val, write_manifest
     root = data_root(params)
     df = split_train_val(read_rafdb(root), get_param(params, 'data.val_fraction', float), get_param(params, 'data.seed', int))
     out_dir = Path(out_dir)
-    write_manifest(df, out_dir/'manifest.csv', root)
     counts = {s: {c: int(((df.subset == s) & (df.label == i)).sum()) for i, c in enumerate(CLASSES)} for s in ('train', 'val', 'test')}
     info = dict(dataset=dataset_kind(root), root=str(root), images={s: sum(v.values()) for s, v in counts.items()}, per_class=counts,
                 **training_face_template(df[df.subset == 'train'].path))
+    write_manifest(df, out_dir/'manifest.csv', root)
     write_text_atomic(out_dir/'dataset.json', json.dumps(info, indent=2))
     return info
 
 # %% ../nbs/11_cli.ipynb #4c927fc6
 def use_weights_dir(params: dict) -> Path:
     "Point torch's hub cache at the study's weights folder."
+    import torch
     d = Path(get_param(params, 'weights.dir', str))
     torch.hub.set_dir(str(d))
     return d
@@ -111,31 +113,82 @@ def run_weights(params: dict, out_dir: str | Path) -> list[dict]:
 # %% ../nbs/11_cli.ipynb #78f6879e
 def load_manifest(manifest: str | Path) -> tuple[pd.DataFrame, dict]:
     "The manifest written by the data stage, with absolute image paths, and its dataset description."
+    from fer_study.rafdb import read_manifest
     manifest = Path(manifest)
     info_path = manifest.parent/'dataset.json'
     if not info_path.is_file(): raise FerStudyError(f"{info_path}: dataset description not found (run `fer-study data` first)")
     info = json.loads(info_path.read_text())
     return read_manifest(manifest, info['root']), info
 
+LAUNCHER_PID = 'FER_STUDY_TRAIN_LAUNCHER'  # environment: the pid of the `fer-study train` that started a worker
+
+def check_processes(cfg) -> None:
+    "Fail naming the key when the device or `train.processes` does not fit this machine (one process per GPU)."
+    import torch
+    from fer_study.core import ParamsError, pick_device
+    if pick_device(cfg.device).type == 'cuda' and cfg.processes > torch.cuda.device_count():
+        raise ParamsError(f"params: 'train.processes' is {cfg.processes} but this machine has "
+                          f"{torch.cuda.device_count()} CUDA devices (one process per GPU)")
+
 def run_train(params: dict, init: str, loss: str, manifest: str | Path, out_dir: str | Path, progress: bool = True) -> dict:
     "Train one variant (init x loss) on the manifest's data; a variant without weights writes skipped.json."
-    from fer_study.model import WeightsUnavailable
-    from fer_study.train import load_subsets, train, train_config
+    from fer_study.model import WeightsUnavailable, build_model
+    from fer_study.train import (check_subsets, die_with_parent, hold_folder, load_subsets, remove_run, train,
+                                 train_config)
     use_weights_dir(params)
     cfg = train_config(params, init=check_init(init, '--init'), loss=loss)
-    out_dir = Path(out_dir)
-    (out_dir/'skipped.json').unlink(missing_ok=True)
-    try:
-        from fer_study.model import build_model
-        build_model(init, cfg.input_size)  # fail fast, before loading images, when weights are missing
-    except WeightsUnavailable as e:
-        write_text_atomic(out_dir/'skipped.json', json.dumps(dict(init=init, loss=loss, skipped=True, reason=str(e)), indent=2))
-        print(f"[!] skipped {init}-{loss}: {e}")
-        return dict(skipped=True, reason=str(e))
     df, info = load_manifest(manifest)
-    data = load_subsets(df, cfg.resize)
-    return train(data, cfg, out_dir, dataset=info['dataset'], progress=progress, face_template=info.get('face_template'))
+    check_subsets(df, manifest)
+    check_processes(cfg)
+    out_dir = Path(out_dir)
+    fit = lambda: train(load_subsets(df, cfg.resize), cfg, out_dir, dataset=info['dataset'], progress=progress,
+                        face_template=info.get('face_template'))
+    if 'WORLD_SIZE' in os.environ:  # started by torchrun: the launching `fer-study train` holds the folder
+        launcher = os.environ.get(LAUNCHER_PID)
+        die_with_parent(int(launcher) if launcher else None)
+        return fit()
+    if 'DVC_STAGE' in os.environ: die_with_parent()  # a killed `dvc repro` leaves no trainer behind
+    with hold_folder(out_dir):
+        (out_dir/'skipped.json').unlink(missing_ok=True)
+        try: build_model(init, cfg.input_size)  # fail fast, before loading images, when weights are missing
+        except WeightsUnavailable as e:
+            record = dict(init=init, loss=loss, skipped=True, reason=str(e))
+            write_text_atomic(out_dir/'skipped.json', json.dumps(record, indent=2))
+            print(f"[!] skipped {init}-{loss}: {e}")
+            remove_run(out_dir, 'skipped, so no model of an earlier run keeps the name')
+            return dict(skipped=True, reason=str(e))
+        if cfg.processes == 1: return fit()
+        return launch_workers(cfg.processes, dict(params=params, init=init, loss=loss, manifest=str(manifest),
+                                                  out_dir=str(out_dir), progress=progress))
 
+# %% ../nbs/11_cli.ipynb #2b6e8d02
+def launch_workers(processes: int, spec: dict) -> dict:
+    "Run `run_train(**spec)` in `processes` processes under torchrun, this process being their agent; the summary."
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import get_args_parser, run
+    code = 'import sys; from fer_study.cli import train_worker; sys.exit(train_worker(sys.argv[1]))'
+    args = get_args_parser().parse_args(['--standalone', '--nproc_per_node', str(processes), '--no-python',
+                                         sys.executable, '-c', code, json.dumps(spec)])
+    os.environ[LAUNCHER_PID] = str(os.getpid())
+    try: run(args)
+    except ChildFailedError as e:
+        codes = sorted({f.exitcode for f in e.failures.values()})
+        raise FerStudyError(f"{spec['out_dir']}: {len(e.failures)} of {processes} training processes failed "
+                            f"(exit code {', '.join(map(str, codes))}); their messages are above") from None
+    except SignalException as e: raise SystemExit(128 + int(e.sigval)) from None  # stopped, workers too: no traceback
+    finally: del os.environ[LAUNCHER_PID]
+    return json.loads((Path(spec['out_dir'])/'metrics.json').read_text())
+
+def train_worker(spec: str) -> int:
+    "A training process started by `launch_workers`: `run_train` on the JSON `spec`; an error is one line, exit 2."
+    try: run_train(**json.loads(spec))
+    except FerStudyError as e:
+        sys.stderr.write(f'error: {e}\n')  # one write: the processes' lines must not interleave
+        return 2
+    return 0
+
+# %% ../nbs/11_cli.ipynb #78f6879f
 def run_evaluate(model_dir: str | Path, manifest: str | Path, out_dir: str | Path) -> dict:
     "Test metrics of the validation-selected checkpoint in `model_dir` (or the skip record)."
     from fer_study.evaluate import evaluate_checkpoint
@@ -151,11 +204,13 @@ def run_evaluate(model_dir: str | Path, manifest: str | Path, out_dir: str | Pat
 
 def run_compare(params: dict, out_dir: str | Path, report: bool = True) -> pd.DataFrame:
     "The comparison table of every trained variant beside the published figures, and the study report."
-    from fer_study.evaluate import compare_variants, write_comparison
+    from fer_study.evaluate import compare_variants, comparison_statistics, write_comparison
     from fer_study.report import report_study
     names = variant_names(params)
-    table = compare_variants({n: Path('models')/n for n in names}, {n: Path('outputs/eval')/n for n in names})
-    write_comparison(table, out_dir)
+    eval_dirs = {n: Path('outputs/eval')/n for n in names}
+    statistics = comparison_statistics(eval_dirs)
+    table = compare_variants({n: Path('models')/n for n in names}, eval_dirs, statistics)
+    write_comparison(table, out_dir, statistics)
     collect_curves(names, Path(out_dir)/'curves')
     if report: report_study(names, out_dir)
     return table
@@ -182,16 +237,13 @@ def run_materialize(params: dict, data_dir: str | Path = 'data') -> bool:
     if data_dir.exists():
         print(f"[*] {data_dir}/ exists: left as it is")
         return False
-    tmp = data_dir.with_name(f'.{data_dir.name}.tmp')
-    if tmp.exists(): shutil.rmtree(tmp)
-    synth_root = Path(get_param(params, 'synth.root', str))
-    make_synthetic_rafdb(tmp/synth_root.relative_to(data_dir), get_param(params, 'synth.n_train', int),
-                         get_param(params, 'synth.n_test', int), get_param(params, 'synth.seed', int))
-    for video in get_param(params, 'synth.videos', list):
-        path = Path(video['path'])
-        make_demo_video(tmp/path.relative_to(data_dir), layout=video['layout'], seed=get_param(params, 'synth.seed', int),
-                        duration=float(video['duration']))
-    tmp.rename(data_dir)
+    synth_root, seed = Path(get_param(params, 'synth.root', str)), get_param(params, 'synth.seed', int)
+    with atomic_dir(data_dir) as tmp:
+        make_synthetic_rafdb(tmp/synth_root.relative_to(data_dir), get_param(params, 'synth.n_train', int),
+                             get_param(params, 'synth.n_test', int), seed)
+        for video in get_param(params, 'synth.videos', list):
+            path = Path(video['path'])
+            make_demo_video(tmp/path.relative_to(data_dir), layout=video['layout'], seed=seed, duration=float(video['duration']))
     print(f"[*] wrote the embedded synthetic default into {data_dir}/ (not RAF-DB: results on it are a pipeline check)")
     return True
 
@@ -216,28 +268,24 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument('--out', default='outputs/compare'); s.add_argument('--no-report', action='store_true', help='the table only')
     def video_cmd(name, help):
         s = sub.add_parser(name, help=help)
-        s.add_argument('videos', nargs='+', type=Path); s.add_argument('--model', required=True, type=Path); s.add_argument('--out', required=True, type=Path)
-        s.add_argument('--threshold', type=float, default=0.003, help='FFmpeg scene-change threshold for keyframes')
-        s.add_argument('--fps', type=float, default=None, help='fixed keyframe rate instead of scene changes')
-        s.add_argument('--min-gap', type=float, default=0.0, help='minimum seconds between keyframes')
-        s.add_argument('--conf-threshold', type=float, default=0.5, help='faces below this confidence count as uncertain')
-        s.add_argument('--window', type=float, default=10.0, help='seconds per summary window')
+        s.add_argument('videos', nargs='+', type=Path)
+        s.add_argument('--model', required=True, type=Path); s.add_argument('--out', required=True, type=Path)
+        add_video_arguments(s)
         return s
     video_cmd('analyze', 'read the emotions in videos').add_argument('--no-progress', action='store_true')
     video_cmd('report', 'a report (notebook and HTML) on each video, run with papermill').add_argument('--title', default='How the audience felt')
     return p
 
-def _video_settings(a: argparse.Namespace) -> dict:
-    return dict(threshold=a.threshold, fps=a.fps, min_gap=a.min_gap, conf_threshold=a.conf_threshold, window=a.window)
-
 def _run(a: argparse.Namespace) -> None:
     if a.command == 'analyze':
+        settings = video_settings_from_args(a)  # checked before anything heavy is imported
         from fer_study.video import analyze_videos, format_summary
-        for s in analyze_videos(a.videos, a.model, a.out, progress=not a.no_progress, **_video_settings(a)): print(format_summary(s))
+        for s in analyze_videos(a.videos, a.model, a.out, settings, progress=not a.no_progress): print(format_summary(s))
         return
     if a.command == 'report':
+        settings = video_settings_from_args(a)
         from fer_study.report import report_videos
-        for page in report_videos(a.videos, a.model, a.out, a.title, **_video_settings(a)): print(f"[*] report: {page}")
+        for page in report_videos(a.videos, a.model, a.out, a.title, settings): print(f"[*] report: {page}")
         return
     params = load_params(a.params)
     if a.command == 'materialize': run_materialize(params, a.data)
@@ -256,4 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     except FerStudyError as e:
         print(f'error: {e}', file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # every output is written atomically: what existed before is as it was
+        print('interrupted: nothing was half-written; earlier results are as they were', file=sys.stderr)
+        return 130
     return 0

@@ -18,8 +18,10 @@ def sparse_center_loss(x: torch.Tensor, a: torch.Tensor, y: torch.Tensor, center
     diff = x - centers.detach()[y]
     return (a * diff.pow(2)).sum() / (2 * x.shape[0])
 
+# %% ../nbs/04_losses.ipynb #ee97a8ff
 @torch.no_grad()
-def update_centers(centers: torch.Tensor, x: torch.Tensor, a: torch.Tensor, y: torch.Tensor, alpha: float, all_reduce=None) -> torch.Tensor:
+def update_centers(centers: torch.Tensor, x: torch.Tensor, a: torch.Tensor, y: torch.Tensor, alpha: float,
+                   all_reduce=None) -> torch.Tensor:
     "In place: c_j += alpha * sum_{i: y_i=j} a_i * (x_i - c_j) / (1 + n_j); sums span all processes given `all_reduce`."
     pull = torch.zeros_like(centers).index_add_(0, y, (a * (x - centers[y])).to(centers.dtype))
     counts = torch.bincount(y, minlength=centers.shape[0]).to(centers.dtype)

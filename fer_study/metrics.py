@@ -31,7 +31,8 @@ def classification_metrics(y_true: np.ndarray, probs: np.ndarray) -> dict[str, f
         rec=float(recall_score(y_true, y_pred, labels=labels, average='macro', zero_division=0)),
         f1=float(f1_score(y_true, y_pred, labels=labels, average='macro', zero_division=0)),
         aucpr=float(average_precision_score(onehot[:, present], probs[:, present], average='macro')),
-        aucroc=float(roc_auc_score(onehot[:, present], probs[:, present], average='macro')) if len(present) > 1 else float('nan'))
+        aucroc=float(roc_auc_score(onehot[:, present], probs[:, present], average='macro'))
+               if len(present) > 1 else float('nan'))
 
 # %% ../nbs/05_metrics.ipynb #2b63c255
 def per_class_table(y_true: np.ndarray, y_pred: np.ndarray, classes=CLASSES) -> list[dict]:
@@ -40,6 +41,7 @@ def per_class_table(y_true: np.ndarray, y_pred: np.ndarray, classes=CLASSES) -> 
     return [dict(emotion=c, precision=float(a), recall=float(b), f1=float(f), support=int(s))
             for c, a, b, f, s in zip(classes, pr, rc, f1, n)]
 
+# %% ../nbs/05_metrics.ipynb #45a18016
 def confusion(y_true: np.ndarray, y_pred: np.ndarray, k: int = len(CLASSES)) -> np.ndarray:
     "Confusion matrix, rows = true class, columns = predicted class."
     return confusion_matrix(y_true, y_pred, labels=range(k))
@@ -49,6 +51,7 @@ def best_per_metric(history: list[dict[str, float]]) -> dict[str, float]:
     "Each metric's maximum over epochs, taken independently (the official 'Best Valid')."
     return {k: max(h[k] for h in history) for k in METRIC_NAMES}
 
+# %% ../nbs/05_metrics.ipynb #47240847
 def format_block(title: str, metrics: dict[str, float]) -> str:
     "A metrics block in the official code's print format."
     return '\n'.join([f'[>] {title} '.ljust(64, '-')] + [f'[+] {k}={metrics[k]:.4f}' for k in METRIC_NAMES])
@@ -59,11 +62,13 @@ def reliability_table(y_true: np.ndarray, probs: np.ndarray, n_bins: int = 10) -
     probs = np.asarray(probs, dtype=np.float64)
     conf, correct = probs.max(1), probs.argmax(1) == np.asarray(y_true)
     edges = np.linspace(0, 1, n_bins + 1)
-    which = np.clip(np.searchsorted(edges, conf, side='left') - 1, 0, n_bins - 1)  # bins are (lo, hi]; 0 joins the first
+    # bins are (lo, hi]; 0 joins the first
+    which = np.clip(np.searchsorted(edges, conf, side='left') - 1, 0, n_bins - 1)
     return [dict(lo=float(edges[b]), hi=float(edges[b + 1]), count=int((which == b).sum()),
                  confidence=float(conf[which == b].mean()), accuracy=float(correct[which == b].mean()))
             for b in range(n_bins) if (which == b).any()]
 
+# %% ../nbs/05_metrics.ipynb #8c19de79
 def expected_calibration_error(y_true: np.ndarray, probs: np.ndarray, n_bins: int = 10) -> float:
     "ECE: the bins' |accuracy - confidence| weighted by their share of the predictions."
     bins = reliability_table(y_true, probs, n_bins)

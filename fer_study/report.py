@@ -29,6 +29,7 @@ from papermill.execute import raise_for_execution_errors
 
 import fer_study
 from .core import CLASSES, NEGATIVE_CLASSES, POSITIVE_CLASSES, FerStudyError, atomic_path
+from .settings import VideoSettings
 
 # %% auto #0
 __all__ = ['REPORT_TEMPLATES', 'EMOTION_COLORS', 'template_path', 'notebook_html', 'md_escape', 'execute_template',
@@ -201,18 +202,16 @@ def plain_summary(summary: dict, moments: pd.DataFrame | None = None) -> str:
 
 # %% ../nbs/12_report.ipynb #2abea79b
 def report_videos(videos: Sequence[str | Path], model: str | Path, out_dir: str | Path, title: str = 'How the audience felt',
-                  threshold: float = 0.003, fps: float | None = None, min_gap: float = 0.0, conf_threshold: float = 0.5,
-                  window: float = 10.0) -> list[Path]:
-    "A video report per video into `out_dir/<stem>/`; return the HTML pages."
+                  settings: VideoSettings = VideoSettings()) -> list[Path]:
+    "A video report per video into `out_dir/<stem>/`, read with `settings`; return the HTML pages."
     from fer_study.model import read_checkpoint
     from fer_study.video import check_videos, output_dirs
-    settings = dict(threshold=threshold, fps=fps, min_gap=min_gap, conf_threshold=conf_threshold, window=window)
-    videos = check_videos(videos, **settings)
+    videos = check_videos(videos, settings)
     read_checkpoint(model)
     template = template_path('video')
-    settings.update(model=str(model), title=title)
+    common = dict(settings=settings.as_dict(), model=str(model), title=title)
     with output_dirs(videos, out_dir) as dirs:  # writable, before any video is read; the empty ones it made go on failure
-        return [run_report(template, d, dict(settings, video=str(v), out=str(d)), title=f'{title}: {v.name}')
+        return [run_report(template, d, dict(common, video=str(v), out=str(d)), title=f'{title}: {v.name}')
                 for v, d in zip(videos, dirs)]
 
 def report_study(variants: Sequence[str], out_dir: str | Path, models_dir: str | Path = 'models', eval_dir: str | Path = 'outputs/eval',

@@ -8,6 +8,7 @@ import pytest
 
 from fer_study.core import FerStudyError
 from fer_study.keyframes import VideoError, ffmpeg_exe
+from fer_study.settings import VideoSettings
 from fer_study.testing import BAD_VIDEOS, demo_checkpoint, make_bad_videos, make_test_video
 from fer_study.synth import make_demo_video
 from fer_study.cli import main
@@ -85,7 +86,7 @@ def test_no_faces_is_a_valid_empty_result(files, tmp_path):
 @pytest.mark.parametrize('name, rotation', [('portrait.mp4', 0), ('phone.mp4', 90)])
 def test_portrait_and_rotated_video_is_analysed_upright(files, tmp_path, name, rotation):
     d, ckpt = files
-    [s] = analyze_videos([d / name], ckpt, tmp_path / 'out', fps=4, progress=False)
+    [s] = analyze_videos([d / name], ckpt, tmp_path / 'out', VideoSettings(fps=4), progress=False)
     assert (s['video']['width'], s['video']['height'], s['video']['rotation'] % 180) == (288, 360, rotation % 180)
     assert (s['keyframes']['frame_width'], s['keyframes']['frame_height']) == (288, 360)
     assert s['keyframes']['with_faces'] == s['keyframes']['keyframes'] == 8  # the frontal detector sees the face upright
@@ -96,7 +97,7 @@ def test_bad_settings_are_named(files, tmp_path):
     d, ckpt = files
     for kw, msg in [({'fps': 0}, r'fps \(--fps\) must be a positive'), ({'conf_threshold': 2}, 'conf_threshold'),
                     ({'window': -1}, 'window')]:
-        with pytest.raises(FerStudyError, match=msg): analyze_videos([d / 'blank.mp4'], ckpt, tmp_path / 'out', progress=False, **kw)
+        with pytest.raises(FerStudyError, match=msg): VideoSettings(**kw)
 
 
 @pytest.mark.parametrize('flags, message', [
@@ -177,7 +178,7 @@ def test_4k_video_streams_downscaled_frames(files, tmp_path):
     uhd = tmp_path / 'uhd.mp4'
     ffmpeg('-i', d / 'demo.mp4', '-vf', 'scale=3840:2160', '-c:v', 'libx264', '-preset', 'ultrafast', uhd)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB; ffmpeg's own memory is its process's
-    [s] = analyze_videos([uhd], ckpt, tmp_path / 'out', fps=25, progress=False)
+    [s] = analyze_videos([uhd], ckpt, tmp_path / 'out', VideoSettings(fps=25), progress=False)
     grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak) / 1024
     assert (s['video']['width'], s['video']['height']) == (3840, 2160)
     assert (s['keyframes']['frame_width'], s['keyframes']['frame_height']) == (1920, 1080)
