@@ -20,8 +20,8 @@ from .settings import add_video_arguments, video_settings_from_args
 # %% auto #0
 __all__ = ['SOURCES', 'LAUNCHER_PID', 'dataset_kind', 'data_root', 'training_face_template', 'run_data', 'use_weights_dir',
            'sha256', 'weights_record', 'check_init', 'study_variants', 'run_weights', 'load_manifest',
-           'check_processes', 'run_train', 'launch_workers', 'train_worker', 'run_evaluate', 'run_compare',
-           'collect_curves', 'variant_names', 'run_materialize', 'main']
+           'check_processes', 'run_train', 'launch_workers', 'train_worker', 'run_evaluate', 'variant_names',
+           'collect_curves', 'run_compare', 'run_materialize', 'main']
 
 # %% ../nbs/11_cli.ipynb #408a83c3
 SOURCES = ('synthetic', 'rafdb')
@@ -35,26 +35,31 @@ def data_root(params: dict) -> Path:
     "The dataset root of the source chosen in params, checked against the tree's own marker."
     source = get_param(params, 'data.source', str, choices=SOURCES)
     root = Path(get_param(params, 'data.root', str))
-    if not root.exists(): raise FerStudyError(f"{root}: dataset folder not found (params: 'data.root'); see the README's data section")
+    if not root.exists():
+        raise FerStudyError(f"{root}: dataset folder not found (params: 'data.root'); see the README's data section")
     if dataset_kind(root) != source:
         raise FerStudyError(f"{root}: params say data.source={source!r} but the folder holds {dataset_kind(root)} data")
     return root
 
+# %% ../nbs/11_cli.ipynb #928918c2
 def training_face_template(paths) -> dict:
     "Where the training faces' 5 landmarks sit (unit crop coordinates), so video faces can be aligned the same way."
     from fer_study.faces import FaceTemplateError, estimate_face_template
     try: return dict(face_template=estimate_face_template(list(paths)).round(4).tolist())
     except FaceTemplateError as e: return dict(face_template=None, face_template_error=str(e))
 
+# %% ../nbs/11_cli.ipynb #44d252b9
 def run_data(params: dict, out_dir: str | Path) -> dict:
     "Validate the dataset and write the train / val / test manifest and a description of the data."
     from fer_study.rafdb import read_rafdb, split_train_val, write_manifest
     root = data_root(params)
-    df = split_train_val(read_rafdb(root), get_param(params, 'data.val_fraction', float), get_param(params, 'data.seed', int))
+    df = split_train_val(read_rafdb(root), get_param(params, 'data.val_fraction', float),
+                         get_param(params, 'data.seed', int))
     out_dir = Path(out_dir)
-    counts = {s: {c: int(((df.subset == s) & (df.label == i)).sum()) for i, c in enumerate(CLASSES)} for s in ('train', 'val', 'test')}
-    info = dict(dataset=dataset_kind(root), root=str(root), images={s: sum(v.values()) for s, v in counts.items()}, per_class=counts,
-                **training_face_template(df[df.subset == 'train'].path))
+    counts = {s: {c: int(((df.subset == s) & (df.label == i)).sum()) for i, c in enumerate(CLASSES)}
+              for s in ('train', 'val', 'test')}
+    info = dict(dataset=dataset_kind(root), root=str(root), images={s: sum(v.values()) for s, v in counts.items()},
+                per_class=counts, **training_face_template(df[df.subset == 'train'].path))
     write_manifest(df, out_dir/'manifest.csv', root)
     write_text_atomic(out_dir/'dataset.json', json.dumps(info, indent=2))
     return info
@@ -85,10 +90,12 @@ def weights_record(init: str) -> dict:
     except WeightsUnavailable as e: return dict(init=init, available=False, reason=str(e))
     return dict(init=init, available=True, file=path.name, sha256=sha256(path))
 
+# %% ../nbs/11_cli.ipynb #fc82da63
 def check_init(init, key: str = 'study.inits') -> str:
     "`init` if it names an initialization: scratch, imagenet, or a path to a .pth/.pt checkpoint."
     if not isinstance(init, str) or not (init in ('scratch', 'imagenet') or Path(init).suffix in ('.pth', '.pt')):
-        raise FerStudyError(f"params: '{key}' has unknown initialization {init!r} (scratch, imagenet, or a path to a .pth/.pt file)")
+        raise FerStudyError(f"params: '{key}' has unknown initialization {init!r} "
+                            "(scratch, imagenet, or a path to a .pth/.pt file)")
     return init
 
 def study_variants(params: dict) -> tuple[list[str], list[str]]:
@@ -96,9 +103,11 @@ def study_variants(params: dict) -> tuple[list[str], list[str]]:
     from fer_study.train import LOSSES
     inits, losses = get_param(params, 'study.inits', list), get_param(params, 'study.losses', list)
     for loss in losses:
-        if loss not in LOSSES: raise FerStudyError(f"params: 'study.losses' has unknown loss {loss!r} (choose from {list(LOSSES)})")
+        if loss not in LOSSES:
+            raise FerStudyError(f"params: 'study.losses' has unknown loss {loss!r} (choose from {list(LOSSES)})")
     return [check_init(i) for i in inits], losses
 
+# %% ../nbs/11_cli.ipynb #3deb8af6
 def run_weights(params: dict, out_dir: str | Path) -> list[dict]:
     "Write `<init>.json` for each initialization variant in params."
     use_weights_dir(params)
@@ -116,12 +125,12 @@ def load_manifest(manifest: str | Path) -> tuple[pd.DataFrame, dict]:
     from fer_study.rafdb import read_manifest
     manifest = Path(manifest)
     info_path = manifest.parent/'dataset.json'
-    if not info_path.is_file(): raise FerStudyError(f"{info_path}: dataset description not found (run `fer-study data` first)")
+    if not info_path.is_file():
+        raise FerStudyError(f"{info_path}: dataset description not found (run `fer-study data` first)")
     info = json.loads(info_path.read_text())
     return read_manifest(manifest, info['root']), info
 
-LAUNCHER_PID = 'FER_STUDY_TRAIN_LAUNCHER'  # environment: the pid of the `fer-study train` that started a worker
-
+# %% ../nbs/11_cli.ipynb #2cfef9ed
 def check_processes(cfg) -> None:
     "Fail naming the key when the device or `train.processes` does not fit this machine (one process per GPU)."
     import torch
@@ -130,7 +139,11 @@ def check_processes(cfg) -> None:
         raise ParamsError(f"params: 'train.processes' is {cfg.processes} but this machine has "
                           f"{torch.cuda.device_count()} CUDA devices (one process per GPU)")
 
-def run_train(params: dict, init: str, loss: str, manifest: str | Path, out_dir: str | Path, progress: bool = True) -> dict:
+# %% ../nbs/11_cli.ipynb #d3a0a3ad
+LAUNCHER_PID = 'FER_STUDY_TRAIN_LAUNCHER'  # environment: the pid of the `fer-study train` that started a worker
+
+def run_train(params: dict, init: str, loss: str, manifest: str | Path, out_dir: str | Path,
+              progress: bool = True) -> dict:
     "Train one variant (init x loss) on the manifest's data; a variant without weights writes skipped.json."
     from fer_study.model import WeightsUnavailable, build_model
     from fer_study.train import (check_subsets, die_with_parent, hold_folder, load_subsets, remove_run, train,
@@ -180,6 +193,7 @@ def launch_workers(processes: int, spec: dict) -> dict:
     finally: del os.environ[LAUNCHER_PID]
     return json.loads((Path(spec['out_dir'])/'metrics.json').read_text())
 
+# %% ../nbs/11_cli.ipynb #36deb0cc
 def train_worker(spec: str) -> int:
     "A training process started by `launch_workers`: `run_train` on the JSON `spec`; an error is one line, exit 2."
     try: run_train(**json.loads(spec))
@@ -202,6 +216,21 @@ def run_evaluate(model_dir: str | Path, manifest: str | Path, out_dir: str | Pat
         return rec
     return evaluate_checkpoint(model_dir/'best.pt', load_manifest(manifest)[0], out_dir)
 
+# %% ../nbs/11_cli.ipynb #3b9c2f8b
+def variant_names(params: dict) -> list[str]:
+    "Names `<init>-<loss>` of the variants params ask for."
+    inits, losses = study_variants(params)
+    return [f'{Path(i).stem}-{l}' for i in inits for l in losses]
+
+def collect_curves(names: list[str], out_dir: Path) -> None:
+    "Copy each trained variant's dvclive learning curves under `out_dir/<variant>/` (one folder `dvc plots` can draw)."
+    if out_dir.exists(): shutil.rmtree(out_dir)
+    for n in names:
+        for tsv in (Path('models')/n/'live'/'plots'/'metrics').rglob('*.tsv'):
+            dest = out_dir/n/tsv.relative_to(Path('models')/n/'live'/'plots'/'metrics')
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(tsv, dest)
+
 def run_compare(params: dict, out_dir: str | Path, report: bool = True) -> pd.DataFrame:
     "The comparison table of every trained variant beside the published figures, and the study report."
     from fer_study.evaluate import compare_variants, comparison_statistics, write_comparison
@@ -214,20 +243,6 @@ def run_compare(params: dict, out_dir: str | Path, report: bool = True) -> pd.Da
     collect_curves(names, Path(out_dir)/'curves')
     if report: report_study(names, out_dir)
     return table
-
-def collect_curves(names: list[str], out_dir: Path) -> None:
-    "Copy each trained variant's dvclive learning curves under `out_dir/<variant>/` (one folder `dvc plots` can draw)."
-    if out_dir.exists(): shutil.rmtree(out_dir)
-    for n in names:
-        for tsv in (Path('models')/n/'live'/'plots'/'metrics').rglob('*.tsv'):
-            dest = out_dir/n/tsv.relative_to(Path('models')/n/'live'/'plots'/'metrics')
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(tsv, dest)
-
-def variant_names(params: dict) -> list[str]:
-    "Names `<init>-<loss>` of the variants params ask for."
-    inits, losses = study_variants(params)
-    return [f'{Path(i).stem}-{l}' for i in inits for l in losses]
 
 # %% ../nbs/11_cli.ipynb #9eed240c
 def run_materialize(params: dict, data_dir: str | Path = 'data') -> bool:
@@ -243,7 +258,8 @@ def run_materialize(params: dict, data_dir: str | Path = 'data') -> bool:
                              get_param(params, 'synth.n_test', int), seed)
         for video in get_param(params, 'synth.videos', list):
             path = Path(video['path'])
-            make_demo_video(tmp/path.relative_to(data_dir), layout=video['layout'], seed=seed, duration=float(video['duration']))
+            make_demo_video(tmp/path.relative_to(data_dir), layout=video['layout'], seed=seed,
+                            duration=float(video['duration']))
     print(f"[*] wrote the embedded synthetic default into {data_dir}/ (not RAF-DB: results on it are a pipeline check)")
     return True
 
@@ -255,17 +271,21 @@ def _parser() -> argparse.ArgumentParser:
         s = sub.add_parser(name, help=help)
         s.add_argument('--params', default='params.yaml', help='parameter file')
         return s
-    cmd('materialize', 'write the embedded synthetic default into data/ if data/ is absent').add_argument('--data', default='data')
+    cmd('materialize', 'write the embedded synthetic default into data/ if data/ is absent').add_argument(
+        '--data', default='data')
     cmd('data', 'validate the dataset and write the split manifest').add_argument('--out', default='outputs/data')
-    cmd('weights', 'resolve pretrained weights for each initialization').add_argument('--out', default='outputs/weights')
+    cmd('weights', 'resolve pretrained weights for each initialization').add_argument(
+        '--out', default='outputs/weights')
     s = cmd('train', 'train one variant')
     s.add_argument('--init', required=True); s.add_argument('--loss', required=True)
     s.add_argument('--manifest', default='outputs/data/manifest.csv'); s.add_argument('--out', required=True)
     s.add_argument('--no-progress', action='store_true')
     s = cmd('evaluate', 'test metrics of a trained variant')
-    s.add_argument('--model-dir', required=True); s.add_argument('--manifest', default='outputs/data/manifest.csv'); s.add_argument('--out', required=True)
+    s.add_argument('--model-dir', required=True); s.add_argument('--manifest', default='outputs/data/manifest.csv')
+    s.add_argument('--out', required=True)
     s = cmd('compare', 'compare the variants and write the study report')
-    s.add_argument('--out', default='outputs/compare'); s.add_argument('--no-report', action='store_true', help='the table only')
+    s.add_argument('--out', default='outputs/compare')
+    s.add_argument('--no-report', action='store_true', help='the table only')
     def video_cmd(name, help):
         s = sub.add_parser(name, help=help)
         s.add_argument('videos', nargs='+', type=Path)
@@ -273,14 +293,17 @@ def _parser() -> argparse.ArgumentParser:
         add_video_arguments(s)
         return s
     video_cmd('analyze', 'read the emotions in videos').add_argument('--no-progress', action='store_true')
-    video_cmd('report', 'a report (notebook and HTML) on each video, run with papermill').add_argument('--title', default='How the audience felt')
+    video_cmd('report', 'a report (notebook and HTML) on each video, run with papermill').add_argument(
+        '--title', default='How the audience felt')
     return p
 
+# %% ../nbs/11_cli.ipynb #24af234a
 def _run(a: argparse.Namespace) -> None:
     if a.command == 'analyze':
         settings = video_settings_from_args(a)  # checked before anything heavy is imported
         from fer_study.video import analyze_videos, format_summary
-        for s in analyze_videos(a.videos, a.model, a.out, settings, progress=not a.no_progress): print(format_summary(s))
+        for s in analyze_videos(a.videos, a.model, a.out, settings, progress=not a.no_progress):
+            print(format_summary(s))
         return
     if a.command == 'report':
         settings = video_settings_from_args(a)

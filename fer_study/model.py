@@ -44,6 +44,7 @@ def attention_network(input_size: int) -> tuple[nn.Sequential, nn.Linear]:
         nn.Linear(512, 64), nn.BatchNorm1d(64), nn.Tanh())
     return ce_unit, nn.Linear(64, 2 * FEATURE_DIM)
 
+# %% ../nbs/03_model.ipynb #147225e7
 class DACL(nn.Module):
     "ResNet-18 with DACL's attention network; returns (feature x, logits, attention a)."
     def __init__(self, num_classes: int = len(CLASSES), input_size: int = 224):
@@ -82,6 +83,7 @@ def imagenet_state_dict() -> dict:
             f"`python -c \"import torchvision; torchvision.models.resnet18(weights='IMAGENET1K_V1')\"`, "
             f"or copy that file into {imagenet_weights_path().parent} (TORCH_HOME sets the cache).") from e
 
+# %% ../nbs/03_model.ipynb #c216b708
 def file_state_dict(path: str | Path) -> dict:
     "A ResNet-18 state dict from a user checkpoint (plain, or under 'state_dict'; DataParallel prefixes removed)."
     path = Path(path)
@@ -92,17 +94,20 @@ def file_state_dict(path: str | Path) -> dict:
     if not isinstance(sd, dict): raise WeightsUnavailable(f"{path}: expected a state dict")
     return {k.removeprefix('module.'): v for k, v in sd.items()}
 
+# %% ../nbs/03_model.ipynb #d5e3d567
 def load_backbone(model: DACL, state_dict: dict, source: str) -> DACL:
     "Load every backbone tensor of `state_dict` into `model`; the classifier keeps its fresh init."
     backbone = {k: v for k, v in state_dict.items() if not k.startswith('fc.')}
     missing, unexpected = model.resnet.load_state_dict(backbone, strict=False)
     missing = [k for k in missing if not k.startswith('fc.')]
     if missing or unexpected:
-        raise WeightsUnavailable(f"{source}: not ResNet-18 weights (missing {missing[:3]}, unexpected {unexpected[:3]})")
+        raise WeightsUnavailable(f"{source}: not ResNet-18 weights "
+                                 f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
     nn.init.kaiming_uniform_(model.resnet.fc.weight, a=5 ** 0.5)  # the official code's fresh nn.Linear head
     nn.init.uniform_(model.resnet.fc.bias, -FEATURE_DIM ** -0.5, FEATURE_DIM ** -0.5)
     return model
 
+# %% ../nbs/03_model.ipynb #e341c7e1
 def build_model(init: str = 'scratch', input_size: int = 224, num_classes: int = len(CLASSES)) -> DACL:
     "A DACL model initialized from `scratch`, `imagenet`, or a ResNet-18 checkpoint path."
     model = DACL(num_classes, input_size)
@@ -190,6 +195,7 @@ def read_checkpoint(path: str | Path, device: str | torch.device = 'cpu') -> dic
     check_weights(ckpt['model'], check_meta(ckpt['meta'], path), path)
     return ckpt
 
+# %% ../nbs/03_model.ipynb #8ddaa387
 def load_model(path: str | Path, device: str | torch.device = 'cpu') -> tuple[DACL, dict]:
     "The model saved at `path`, in eval mode on `device`, and its meta (classes, preprocessing)."
     ckpt = read_checkpoint(path, device)
@@ -202,7 +208,9 @@ def load_model(path: str | Path, device: str | torch.device = 'cpu') -> tuple[DA
 @torch.no_grad()
 def predict_probs(model: DACL, meta: dict, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
     "Class probabilities (N, K) for uint8 images (N, 3, resize, resize) prepared by `resize_face`."
-    if images.shape[-1] != meta['resize']: raise ValueError(f"images are {images.shape[-1]} px; this checkpoint expects {meta['resize']} px (use resize_face)")
+    if images.shape[-1] != meta['resize']:
+        raise ValueError(f"images are {images.shape[-1]} px; this checkpoint expects {meta['resize']} px "
+                         "(use resize_face)")
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device

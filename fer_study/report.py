@@ -40,14 +40,16 @@ __all__ = ['REPORT_TEMPLATES', 'EMOTION_COLORS', 'template_path', 'notebook_html
 REPORT_TEMPLATES = {'video': 'video_report.ipynb', 'study': 'study_report.ipynb'}
 
 def template_path(kind: str) -> Path:
-    "The papermill template of `kind` ('video' or 'study'): from `$FER_STUDY_REPORTS`, `./nbs/reports/` or the package's clone."
-    if kind not in REPORT_TEMPLATES: raise FerStudyError(f"unknown report {kind!r}: choose one of {', '.join(REPORT_TEMPLATES)}")
+    "The template `kind` ('video' or 'study'), from `$FER_STUDY_REPORTS`, `./nbs/reports/` or the package's clone."
+    if kind not in REPORT_TEMPLATES:
+        raise FerStudyError(f"unknown report {kind!r}: choose one of {', '.join(REPORT_TEMPLATES)}")
     here, installed = Path('nbs')/'reports', Path(fer_study.__file__).resolve().parents[1]/'nbs'/'reports'
-    folder = Path(os.environ.get('FER_STUDY_REPORTS') or (here if (here/REPORT_TEMPLATES[kind]).is_file() else installed))
+    folder = Path(os.environ.get('FER_STUDY_REPORTS')
+                  or (here if (here/REPORT_TEMPLATES[kind]).is_file() else installed))
     path = folder/REPORT_TEMPLATES[kind]
     if not path.is_file():
-        raise FerStudyError(f"{path}: report template not found (the templates are in a clone of fer_study, nbs/reports/; "
-                            "or set FER_STUDY_REPORTS to a folder holding them)")
+        raise FerStudyError(f"{path}: report template not found (the templates are in a clone of fer_study, "
+                            "nbs/reports/; or set FER_STUDY_REPORTS to a folder holding them)")
     return path
 
 # %% ../nbs/12_report.ipynb #4271208a
@@ -64,7 +66,8 @@ def notebook_html(nb: nbformat.NotebookNode, title: str = 'Report') -> str:
     for cell in nb.cells:
         if cell.cell_type == 'code': cell.outputs = [o for o in cell.outputs if o.get('name') != 'stderr']
     exporter = HTMLExporter(extra_loaders=[jinja2.DictLoader({'offline.html.j2': _OFFLINE_PAGE})], template_name='lab',
-                            template_file='offline.html.j2', exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True,
+                            template_file='offline.html.j2', exclude_input=True, exclude_input_prompt=True,
+                            exclude_output_prompt=True,
                             preprocessors=[TagRemovePreprocessor(remove_cell_tags={'remove-cell'})])
     return exporter.from_notebook_node(nb, resources={'metadata': {'name': title}})[0]
 
@@ -150,14 +153,15 @@ def _strongest(scores: pd.Series, times: pd.Series, k: int, min_gap: float) -> l
         if all(abs(times[i] - times[j]) >= min_gap for j in taken): taken.append(i)
     return taken
 
-def reaction_moments(faces: pd.DataFrame, classes: Sequence[str] = CLASSES, k: int = 3, min_gap: float = 2.0) -> pd.DataFrame:
-    "The `k` keyframes of strongest positive and of strongest negative reaction, `min_gap` s apart, from the per-face table."
+def reaction_moments(faces: pd.DataFrame, classes: Sequence[str] = CLASSES, k: int = 3,
+                     min_gap: float = 2.0) -> pd.DataFrame:
+    "The `k` strongest positive and the `k` strongest negative keyframes, `min_gap` s apart, from the per-face table."
     pos, neg = [c for c in POSITIVE_CLASSES if c in classes], [c for c in NEGATIVE_CLASSES if c in classes]
     scored = faces.assign(positive=faces[pos].sum(1), negative=faces[neg].sum(1))
-    per_frame = scored.groupby(['frame', 'time'], as_index=False).agg(positive=('positive', 'mean'), negative=('negative', 'mean'),
-                                                                     faces=('participant', 'size'))
-    top = [per_frame.loc[_strongest(per_frame[side], per_frame.time, k, min_gap)].assign(reaction=side, score=lambda d, s=side: d[s])
-           for side in ('positive', 'negative')]
+    per_frame = scored.groupby(['frame', 'time'], as_index=False).agg(
+        positive=('positive', 'mean'), negative=('negative', 'mean'), faces=('participant', 'size'))
+    top = [per_frame.loc[_strongest(per_frame[side], per_frame.time, k, min_gap)]
+           .assign(reaction=side, score=lambda d, s=side: d[s]) for side in ('positive', 'negative')]
     return pd.concat(top, ignore_index=True)[['reaction', 'time', 'frame', 'faces', 'score']]
 
 # %% ../nbs/12_report.ipynb #96edfa55
@@ -181,28 +185,34 @@ def plain_summary(summary: dict, moments: pd.DataFrame | None = None) -> str:
     v = summary['video']
     people = summary['participants_seen']
     head = f"**{md_escape(v['name'])}**, {clock(v['duration'] or 0)} long: "
-    if not summary['faces_found']: return head + f"{md_escape(summary['message'])}, so there is nothing to report about emotions."
+    if not summary['faces_found']:
+        return head + f"{md_escape(summary['message'])}, so there is nothing to report about emotions."
     shares = summary['overall']['share_time_weighted'] or {}
     ranked = [c for c, s in sorted(shares.items(), key=lambda kv: -kv[1]) if s > 0]
-    lines = [head + f"{people} {'person' if people == 1 else 'people'} seen in {summary['keyframes']['with_faces']} keyframes."]
+    lines = [head + f"{people} {'person' if people == 1 else 'people'} seen in "
+                    f"{summary['keyframes']['with_faces']} keyframes."]
     if ranked:
         rest = ', '.join(f"{c} ({_pct(shares[c])})" for c in ranked[1:3])
-        lines.append(f"The faces looked mostly **{ranked[0]}** ({_pct(shares[ranked[0]])} of the time)" + (f", then {rest}." if rest else '.'))
-        lines.append(f"Positive expressions ({' or '.join(POSITIVE_CLASSES)}) made up **{_pct(summary['overall']['positive_share'])}** of the time.")
+        lines.append(f"The faces looked mostly **{ranked[0]}** ({_pct(shares[ranked[0]])} of the time)"
+                     + (f", then {rest}." if rest else '.'))
+        lines.append(f"Positive expressions ({' or '.join(POSITIVE_CLASSES)}) made up "
+                     f"**{_pct(summary['overall']['positive_share'])}** of the time.")
     if moments is not None and len(moments):
-        best = {r: moments[moments.reaction == r].iloc[0] for r in ('positive', 'negative') if (moments.reaction == r).any()}
+        best = {r: moments[moments.reaction == r].iloc[0] for r in ('positive', 'negative')
+                if (moments.reaction == r).any()}
         said = [f"the most {r} moment came at {clock(m.time)}" for r, m in best.items()]
         lines.append(' and '.join(said).capitalize() + '.')
     unsure = summary['uncertain']
     if unsure['faces']:
-        lines.append(f"The model was unsure (confidence below {summary['settings']['conf_threshold']:g}) for {unsure['faces']} "
-                     f"face{'s' * (unsure['faces'] != 1)}, {_pct(unsure['fraction_of_face_time'])} of face time; these are left out of the shares.")
+        lines.append(f"The model was unsure (confidence below {summary['settings']['conf_threshold']:g}) "
+                     f"for {unsure['faces']} face{'s' * (unsure['faces'] != 1)}, "
+                     f"{_pct(unsure['fraction_of_face_time'])} of face time; these are left out of the shares.")
     if not ranked: lines.append("No face was read with enough confidence to give a share of emotions.")
     return ' '.join(lines)
 
 # %% ../nbs/12_report.ipynb #2abea79b
-def report_videos(videos: Sequence[str | Path], model: str | Path, out_dir: str | Path, title: str = 'How the audience felt',
-                  settings: VideoSettings = VideoSettings()) -> list[Path]:
+def report_videos(videos: Sequence[str | Path], model: str | Path, out_dir: str | Path,
+                  title: str = 'How the audience felt', settings: VideoSettings = VideoSettings()) -> list[Path]:
     "A video report per video into `out_dir/<stem>/`, read with `settings`; return the HTML pages."
     from fer_study.model import read_checkpoint
     from fer_study.video import check_videos, output_dirs
@@ -210,12 +220,13 @@ def report_videos(videos: Sequence[str | Path], model: str | Path, out_dir: str 
     read_checkpoint(model)
     template = template_path('video')
     common = dict(settings=settings.as_dict(), model=str(model), title=title)
-    with output_dirs(videos, out_dir) as dirs:  # writable, before any video is read; the empty ones it made go on failure
+    with output_dirs(videos, out_dir) as dirs:  # writable before any video is read; empty ones it made go on failure
         return [run_report(template, d, dict(common, video=str(v), out=str(d)), title=f'{title}: {v.name}')
                 for v, d in zip(videos, dirs)]
 
-def report_study(variants: Sequence[str], out_dir: str | Path, models_dir: str | Path = 'models', eval_dir: str | Path = 'outputs/eval',
-                 title: str = 'DACL study: pretrained vs scratch') -> Path:
+# %% ../nbs/12_report.ipynb #77348334
+def report_study(variants: Sequence[str], out_dir: str | Path, models_dir: str | Path = 'models',
+                 eval_dir: str | Path = 'outputs/eval', title: str = 'DACL study: pretrained vs scratch') -> Path:
     "The study report over `variants` (names `<init>-<loss>`) into `out_dir`; return the HTML page."
     parameters = dict(variants=list(variants), models_dir=str(models_dir), eval_dir=str(eval_dir), title=title)
     return run_report(template_path('study'), out_dir, parameters, title=title)
