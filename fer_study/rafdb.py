@@ -18,8 +18,8 @@ from .core import CLASSES, DatasetError, atomic_path
 
 # %% auto #0
 __all__ = ['BASIC_DIR', 'LABEL_FILE', 'IMAGE_DIR', 'SPLITS', 'NAME_DIGITS', 'MANIFEST_COLUMNS', 'image_name', 'aligned_name',
-           'aligned_path', 'write_fake_rafdb', 'read_rafdb', 'split_train_val', 'write_manifest', 'read_manifest',
-           'resize_face', 'load_images', 'center_crop', 'random_five_crop_flip', 'normalize']
+           'aligned_path', 'read_rafdb', 'split_train_val', 'write_manifest', 'read_manifest', 'resize_face',
+           'load_images', 'center_crop', 'random_five_crop_flip', 'normalize']
 
 # %% ../nbs/01_rafdb.ipynb #1b2ab0f4
 BASIC_DIR = 'basic'
@@ -39,26 +39,10 @@ def aligned_name(name: str) -> str:
     stem, ext = name.rsplit('.', 1)
     return f'{stem}_aligned.{ext}'
 
+# %% ../nbs/01_rafdb.ipynb #44e524e9
 def aligned_path(root: str | Path, name: str) -> Path:
     "Path of the aligned image under `root` for a label-file name such as `train_00001.jpg`."
     return Path(root)/IMAGE_DIR/aligned_name(name)
-
-# %% ../nbs/01_rafdb.ipynb #c1e70a85
-def write_fake_rafdb(root: str | Path, per_class: dict[str, int] | int = 2, size: int = 100, lines: list[str] | None = None) -> Path:
-    "Write a tiny RAF-DB tree of flat-colour images (for tests); `lines` overrides the label file."
-    root = Path(root)
-    counts = per_class if isinstance(per_class, dict) else {s: per_class for s in SPLITS}
-    (root/IMAGE_DIR).mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    made = []
-    for split in SPLITS:
-        for i in range(counts[split] * len(CLASSES)):
-            name, raf_id = image_name(split, i + 1), i % len(CLASSES) + 1
-            Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(aligned_path(root, name))
-            made.append(f'{name} {raf_id}')
-    (root/LABEL_FILE).parent.mkdir(parents=True, exist_ok=True)
-    (root/LABEL_FILE).write_text('\n'.join(made if lines is None else lines) + '\n')
-    return root
 
 # %% ../nbs/01_rafdb.ipynb #797ecfd6
 def _parse_line(lf: Path, lineno: int, line: str) -> tuple[str, int]:
@@ -66,7 +50,8 @@ def _parse_line(lf: Path, lineno: int, line: str) -> tuple[str, int]:
     if len(parts) != 2: raise DatasetError(f"{lf}:{lineno}: expected '<name>.jpg <label>', got {line!r}")
     name, label = parts
     if not label.isdigit(): raise DatasetError(f"{lf}:{lineno}: label {label!r} is not an integer")
-    if not 1 <= int(label) <= len(CLASSES): raise DatasetError(f"{lf}:{lineno}: label {label} is outside 1..{len(CLASSES)}")
+    if not 1 <= int(label) <= len(CLASSES):
+        raise DatasetError(f"{lf}:{lineno}: label {label} is outside 1..{len(CLASSES)}")
     if not name.startswith(tuple(f'{s}_' for s in SPLITS)) or '.' not in name:
         raise DatasetError(f"{lf}:{lineno}: image name {name!r} does not start with 'train_' or 'test_'")
     return name, int(label)
@@ -75,12 +60,14 @@ def read_rafdb(root: str | Path) -> pd.DataFrame:
     "Rows of (name, split, label 0..6, path) for RAF-DB basic under `root`, validated line by line."
     root = Path(root)
     lf = root/LABEL_FILE
-    if not lf.is_file(): raise DatasetError(f"{lf}: RAF-DB label file not found (expected the RAF-DB 'basic' layout under {root})")
+    if not lf.is_file():
+        raise DatasetError(f"{lf}: RAF-DB label file not found (expected the RAF-DB 'basic' layout under {root})")
     rows, seen = [], {}
     for lineno, line in enumerate(lf.read_text().splitlines(), 1):
         if not line.strip(): continue
         name, raf_id = _parse_line(lf, lineno, line)
-        if name in seen: raise DatasetError(f"{lf}:{lineno}: duplicate image name {name!r} (first on line {seen[name]})")
+        if name in seen:
+            raise DatasetError(f"{lf}:{lineno}: duplicate image name {name!r} (first on line {seen[name]})")
         seen[name] = lineno
         path = aligned_path(root, name)
         if not path.is_file(): raise DatasetError(f"{lf}:{lineno}: image {path} is missing")
@@ -98,7 +85,8 @@ def split_train_val(df: pd.DataFrame, val_fraction: float = 0.1, seed: int = 0) 
     out['subset'] = out.split
     train = out[out.split == 'train']
     n_val = max(int(round(len(train) * val_fraction)), train.label.nunique())
-    if n_val >= len(train): raise DatasetError(f"train split has {len(train)} images: too few to hold out a validation split")
+    if n_val >= len(train):
+        raise DatasetError(f"train split has {len(train)} images: too few to hold out a validation split")
     strat = train.label if train.label.value_counts().min() >= 2 else None
     _, val_idx = train_test_split(train.index, test_size=n_val, random_state=seed, stratify=strat)
     out.loc[val_idx, 'subset'] = 'val'
@@ -109,10 +97,12 @@ MANIFEST_COLUMNS = ['name', 'split', 'subset', 'label', 'emotion', 'path']
 
 def write_manifest(df: pd.DataFrame, path: str | Path, root: str | Path) -> Path:
     "Write the split `df` as a CSV manifest with image paths relative to `root`."
-    out = df.assign(emotion=[CLASSES[i] for i in df.label], path=[str(Path(p).relative_to(root)) for p in df.path])
+    out = df.assign(emotion=[CLASSES[i] for i in df.label],
+                    path=[str(Path(p).relative_to(root)) for p in df.path])
     with atomic_path(path) as tmp: out[MANIFEST_COLUMNS].to_csv(tmp, index=False)
     return Path(path)
 
+# %% ../nbs/01_rafdb.ipynb #29c54834
 def read_manifest(path: str | Path, root: str | Path) -> pd.DataFrame:
     "Read a manifest written by `write_manifest`, with absolute image paths under `root`."
     path = Path(path)
@@ -129,6 +119,7 @@ def resize_face(img: Image.Image | np.ndarray, resize: int) -> torch.Tensor:
     img = TF.center_crop(TF.resize(img.convert('RGB'), resize), resize)
     return torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1)
 
+# %% ../nbs/01_rafdb.ipynb #92751ecd
 def load_images(paths: list[str], resize: int) -> torch.Tensor:
     "Decode `paths` into a uint8 tensor (N, 3, resize, resize) with `resize_face`."
     out = torch.empty((len(paths), 3, resize, resize), dtype=torch.uint8)
@@ -144,6 +135,7 @@ def center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
     top, left = (x.shape[-2] - size) // 2, (x.shape[-1] - size) // 2
     return x[..., top:top + size, left:left + size]
 
+# %% ../nbs/01_rafdb.ipynb #29a60fdc
 def random_five_crop_flip(x: torch.Tensor, size: int, generator: torch.Generator | None = None) -> torch.Tensor:
     "Per image: one of the 4 corner or centre crops of `size`, then a horizontal flip with p=0.5."
     n, (h, w) = x.shape[0], x.shape[-2:]
@@ -157,6 +149,7 @@ def random_five_crop_flip(x: torch.Tensor, size: int, generator: torch.Generator
     out[flip] = out[flip].flip(-1)
     return out
 
+# %% ../nbs/01_rafdb.ipynb #ed052e78
 def normalize(x: torch.Tensor, mean: list[float], std: list[float]) -> torch.Tensor:
     "uint8 batch to float, scaled to [0, 1] and normalized per channel."
     m = torch.tensor(mean, device=x.device).view(1, -1, 1, 1)

@@ -12,7 +12,7 @@ import yaml
 from fer_study.cli import main, run_data
 from fer_study.core import load_params
 from fer_study.model import read_checkpoint
-from fer_study.rafdb import write_fake_rafdb
+from fer_study.testing import write_fake_rafdb
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -21,7 +21,8 @@ import json
 import sys
 from pathlib import Path
 import torch.distributed as dist
-from fer_study.train import TrainConfig, toy_subsets, train
+from fer_study.testing import toy_subsets
+from fer_study.train import TrainConfig, train
 cfg = TrainConfig(input_size=32, resize=40, epochs=2, batch_size=16, lr=0.0005, device='cpu', processes=2)
 summary = train(toy_subsets(n=56), cfg, sys.argv[1], dataset='toy', progress=False)
 # each process writes its own file: the two processes' stdout interleave at random

@@ -11,7 +11,8 @@ import yaml
 
 from fer_study.cli import main
 from fer_study.core import load_params
-from fer_study.rafdb import IMAGE_DIR, LABEL_FILE, write_fake_rafdb
+from fer_study.rafdb import IMAGE_DIR, LABEL_FILE
+from fer_study.testing import write_fake_rafdb
 from fer_study.train import train_config
 
 ROOT = Path(__file__).resolve().parents[1]

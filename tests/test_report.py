@@ -13,11 +13,10 @@ from pathlib import Path
 import nbformat
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-from fer_study.model import DACL, model_meta
 from fer_study.synth import make_demo_video
+from fer_study.testing import demo_checkpoint
 
 BIN = Path(sys.executable).parent
 ENV = {**os.environ, 'PATH': f"{BIN}{os.pathsep}{os.environ['PATH']}"}
@@ -32,10 +31,7 @@ def fer_study(*args, env=ENV):
 @pytest.fixture(scope='module')
 def inputs(tmp_path_factory):
     d = tmp_path_factory.mktemp('report')
-    torch.manual_seed(0)
-    ckpt = d / 'tiny.pt'
-    torch.save({'model': DACL(input_size=64).state_dict(),
-                'meta': model_meta(64, 73, [0.5752, 0.4495, 0.4012], [0.2086, 0.1911, 0.1827], dataset='synthetic')}, ckpt)
+    ckpt = demo_checkpoint(d / 'tiny.pt', input_size=64, resize=73)
     return d, make_demo_video(d / 'call.mp4', 'grid', seed=1, duration=3), ckpt
 
 

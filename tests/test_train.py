@@ -8,13 +8,14 @@ import torch
 import fer_study.train as T
 from fer_study.core import FerStudyError
 from fer_study.model import DACL, load_model, model_meta, read_checkpoint
+from fer_study.testing import toy_subsets
 
 CFG = T.TrainConfig(input_size=32, resize=40, epochs=3, batch_size=8, lr=0.0005)
 
 
 @pytest.fixture(scope='module')
 def toy():
-    return T.toy_subsets(n=42)
+    return toy_subsets(n=42)
 
 
 def test_resume_after_kill_matches_uninterrupted(toy, tmp_path, monkeypatch):
