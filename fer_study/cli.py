@@ -15,6 +15,7 @@ from pathlib import Path
 
 # torch, pandas, papermill and dvc load inside the commands that use them: `fer-study --help` answers at once
 from .core import CLASSES, FerStudyError, atomic_dir, get_param, load_params, write_text_atomic
+from .live import add_live_command  # light: live imports its heavy parts when it runs
 from .settings import add_video_arguments, video_settings_from_args
 
 # %% auto #0
@@ -295,10 +296,14 @@ def _parser() -> argparse.ArgumentParser:
     video_cmd('analyze', 'read the emotions in videos').add_argument('--no-progress', action='store_true')
     video_cmd('report', 'a report (notebook and HTML) on each video, run with papermill').add_argument(
         '--title', default='How the audience felt')
+    add_live_command(sub)
     return p
 
 # %% ../nbs/11_cli.ipynb #24af234a
-def _run(a: argparse.Namespace) -> None:
+def _run(a: argparse.Namespace) -> int | None:
+    if a.command == 'live':
+        from fer_study.live import run_live
+        return run_live(a)
     if a.command == 'analyze':
         settings = video_settings_from_args(a)  # checked before anything heavy is imported
         from fer_study.video import analyze_videos, format_summary
@@ -323,11 +328,11 @@ def _run(a: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     "Entry point of `fer-study`."
     args = _parser().parse_args(argv)
-    try: _run(args)
+    try: code = _run(args)
     except FerStudyError as e:
         print(f'error: {e}', file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # every output is written atomically: what existed before is as it was
         print('interrupted: nothing was half-written; earlier results are as they were', file=sys.stderr)
         return 130
-    return 0
+    return code or 0

@@ -17,14 +17,17 @@ import numpy as np
 import yaml
 
 # %% auto #0
-__all__ = ['CLASSES', 'POSITIVE_CLASSES', 'NEGATIVE_CLASSES', 'IN_TEST', 'raf_id_to_index', 'FerStudyError', 'DatasetError',
-           'ParamsError', 'load_params', 'get_param', 'seed_everything', 'pick_device', 'atomic_path',
+__all__ = ['CLASSES', 'POSITIVE_CLASSES', 'NEGATIVE_CLASSES', 'EMOTION_COLORS', 'IN_TEST', 'raf_id_to_index', 'FerStudyError',
+           'DatasetError', 'ParamsError', 'load_params', 'get_param', 'seed_everything', 'pick_device', 'atomic_path',
            'write_text_atomic', 'atomic_files', 'atomic_dir', 'writable_dir']
 
 # %% ../nbs/00_core.ipynb #da9c9298
 CLASSES: tuple[str, ...] = ('Surprise', 'Fear', 'Disgust', 'Happiness', 'Sadness', 'Anger', 'Neutral')
 POSITIVE_CLASSES: tuple[str, ...] = ('Happiness', 'Surprise')  # read as engaged/positive in the video summary
 NEGATIVE_CLASSES: tuple[str, ...] = ('Fear', 'Disgust', 'Sadness', 'Anger')  # read as negative reactions in the video report
+EMOTION_COLORS: dict[str, str] = {  # one colour per emotion: the reports' figures and the live page
+    'Surprise': '#f28e2b', 'Fear': '#b07aa1', 'Disgust': '#8c9e3b', 'Happiness': '#edc948',
+    'Sadness': '#4e79a7', 'Anger': '#e15759', 'Neutral': '#9d9d9d'}
 
 def raf_id_to_index(raf_id: int) -> int:
     "Class index (0..6) of a RAF-DB label id (1..7)."

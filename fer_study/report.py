@@ -28,13 +28,13 @@ from papermill.engines import papermill_engines
 from papermill.execute import raise_for_execution_errors
 
 import fer_study
-from .core import CLASSES, NEGATIVE_CLASSES, POSITIVE_CLASSES, FerStudyError, atomic_path
+from .core import CLASSES, EMOTION_COLORS, NEGATIVE_CLASSES, POSITIVE_CLASSES, FerStudyError, atomic_path
 from .settings import VideoSettings
 
 # %% auto #0
-__all__ = ['REPORT_TEMPLATES', 'EMOTION_COLORS', 'template_path', 'notebook_html', 'md_escape', 'execute_template',
-           'sigterm_unwinds', 'ReportError', 'run_report', 'clock', 'reaction_moments', 'display_window',
-           'spread_keyframes', 'plain_summary', 'report_videos', 'report_study']
+__all__ = ['REPORT_TEMPLATES', 'template_path', 'notebook_html', 'md_escape', 'execute_template', 'sigterm_unwinds',
+           'ReportError', 'run_report', 'clock', 'reaction_moments', 'display_window', 'spread_keyframes',
+           'plain_summary', 'report_videos', 'report_study']
 
 # %% ../nbs/12_report.ipynb #b4f7214a
 REPORT_TEMPLATES = {'video': 'video_report.ipynb', 'study': 'study_report.ipynb'}
@@ -136,9 +136,6 @@ def run_report(template: str | Path, out_dir: str | Path, parameters: dict, titl
     return page
 
 # %% ../nbs/12_report.ipynb #9efbbb87
-EMOTION_COLORS = {'Surprise': '#f28e2b', 'Fear': '#b07aa1', 'Disgust': '#8c9e3b', 'Happiness': '#edc948',
-                  'Sadness': '#4e79a7', 'Anger': '#e15759', 'Neutral': '#9d9d9d'}
-
 def clock(seconds: float) -> str:
     "A time in the video as m:ss."
     s = int(round(seconds))
