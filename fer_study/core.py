@@ -24,7 +24,7 @@ __all__ = ['CLASSES', 'POSITIVE_CLASSES', 'NEGATIVE_CLASSES', 'EMOTION_COLORS', 
 # %% ../nbs/00_core.ipynb #da9c9298
 CLASSES: tuple[str, ...] = ('Surprise', 'Fear', 'Disgust', 'Happiness', 'Sadness', 'Anger', 'Neutral')
 POSITIVE_CLASSES: tuple[str, ...] = ('Happiness', 'Surprise')  # read as engaged/positive in the video summary
-NEGATIVE_CLASSES: tuple[str, ...] = ('Fear', 'Disgust', 'Sadness', 'Anger')  # read as negative reactions in the video report
+NEGATIVE_CLASSES: tuple[str, ...] = ('Fear', 'Disgust', 'Sadness', 'Anger')  # negative reactions in the video report
 EMOTION_COLORS: dict[str, str] = {  # one colour per emotion: the reports' figures and the live page
     'Surprise': '#f28e2b', 'Fear': '#b07aa1', 'Disgust': '#8c9e3b', 'Happiness': '#edc948',
     'Sadness': '#4e79a7', 'Anger': '#e15759', 'Neutral': '#9d9d9d'}
@@ -89,7 +89,8 @@ def pick_device(name: str = 'auto') -> torch.device:
     "CUDA when available (or asked for), else CPU."
     import torch
     if name == 'auto': name = 'cuda' if torch.cuda.is_available() else 'cpu'
-    if name == 'cuda' and not torch.cuda.is_available(): raise ParamsError("params: device 'cuda' asked for but no CUDA device is available")
+    if name == 'cuda' and not torch.cuda.is_available():
+        raise ParamsError("params: device 'cuda' asked for but no CUDA device is available")
     return torch.device(name)
 
 # %% ../nbs/00_core.ipynb #df90a699
@@ -124,10 +125,11 @@ def atomic_files(folder: str | Path, names: Sequence[str]):
 # %% ../nbs/00_core.ipynb #03bd04b8
 @contextlib.contextmanager
 def atomic_dir(path: str | Path):
-    "Yield a temporary folder beside `path`; it becomes `path` if the block succeeds. `path` must be absent or an empty folder."
+    "Yield a temporary folder beside `path`, which becomes `path` if the block succeeds; `path` must be absent or empty."
     path = Path(path)
     empty = path.is_dir() and not path.is_symlink() and not any(path.iterdir())
-    if (path.exists() or path.is_symlink()) and not empty: raise FerStudyError(f"{path}: exists already and is not empty; not replaced")
+    if (path.exists() or path.is_symlink()) and not empty:
+        raise FerStudyError(f"{path}: exists already and is not empty; not replaced")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp'))
     try:
