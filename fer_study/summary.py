@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['UNCERTAIN_TREATMENT', 'SCHEMA_VERSION', 'Shares', 'keyframe_spans', 'class_index', 'share_block', 'window_seconds',
            'summarize_faces', 'ShareBlock', 'ParticipantBlock', 'WindowBlock', 'UncertainBlock', 'FaceSummary',
-           'VideoEntry', 'KeyframesEntry', 'SettingsEntry', 'TimingEntry', 'OutputsEntry', 'VideoSummary',
+           'VideoEntry', 'KeyframesEntry', 'SettingsEntry', 'TimingEntry', 'OutputsEntry', 'LiveEntry', 'VideoSummary',
            'check_summary', 'read_summary']
 
 # %% ../nbs/09a_summary.ipynb #91865039
@@ -213,8 +213,18 @@ class OutputsEntry(TypedDict):
     keyframes: str
     summary: str
 
+class LiveEntry(TypedDict):
+    "A live run (`fer-study live`): the source, how it ended, frames sampled, analysed and dropped, update latency."
+    source: str
+    state: str                      # ended, lost, stopped or failed
+    sampled: int                    # frames FFmpeg delivered at the sampling rate
+    analysed: int                   # of those, the frames analysed
+    dropped: int                    # replaced by a newer frame while the analysis was busy
+    latency_p50: float | None       # seconds from a frame's arrival to the update that includes it
+    latency_p95: float | None
+
 class VideoSummary(FaceSummary):
-    "All of `summary.json`; `message` only when no face was found, `note` only for a model trained on synthetic data."
+    "All of `summary.json`; only when they apply: `message` (no face found), `note` (synthetic model), `live`."
     schema_version: int
     video: VideoEntry
     keyframes: KeyframesEntry
@@ -226,6 +236,7 @@ class VideoSummary(FaceSummary):
     outputs: OutputsEntry
     message: typing.NotRequired[str]
     note: typing.NotRequired[str]
+    live: typing.NotRequired[LiveEntry]
 
 # %% ../nbs/09a_summary.ipynb #b0896db3
 def _typed_dict(t) -> type | None:
