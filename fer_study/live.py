@@ -11,7 +11,7 @@ import contextlib
 import dataclasses
 import json
 import math
-import os
+import queue
 import re
 import signal
 import subprocess
@@ -32,8 +32,8 @@ from .keyframes import Keyframe, VideoError, ffmpeg_exe, keyframe_expr, parse_ff
 from .settings import VideoSettings, add_video_arguments, video_settings_from_args
 
 # %% auto #0
-__all__ = ['LIVE_FPS', 'STALL_SECONDS', 'RECORDING', 'FRAGMENTED', 'live_settings', 'input_options', 'source_url', 'live_command',
-           'FrameSlot', 'LiveFrame', 'ffmpeg_reason', 'LiveSource', 'LiveView', 'add_live_arguments',
+__all__ = ['LIVE_FPS', 'STALL_SECONDS', 'RECORDING', 'FRAGMENTED', 'STAMP_WAIT', 'live_settings', 'input_options', 'source_url',
+           'live_command', 'FrameSlot', 'LiveFrame', 'ffmpeg_reason', 'LiveSource', 'LiveView', 'add_live_arguments',
            'add_live_command', 'stop_signals', 'jsonl_sink', 'check_record', 'follow', 'warm_up', 'save_live',
            'run_live', 'main']
 
@@ -68,22 +68,19 @@ RECORDING = dict(vcodec='libx264', preset='veryfast', pix_fmt='yuv420p', force_k
                  flush_packets=1)
 FRAGMENTED = dict(movflags='+frag_keyframe+empty_moov+default_base_moof')
 
-def live_command(source: str, expr: str, frame_fd: int, beat_fd: int, input_format: str | None = None,
-                 options: dict | None = None, realtime: bool = False, record: Path | None = None,
-                 max_width: int = 1920) -> list[str]:
-    "FFmpeg arguments: `source`'s frames selected by `expr` as rgb24 on stdout, a beat a second, and a recording."
+def live_command(source: str, expr: str, input_format: str | None = None, options: dict | None = None,
+                 realtime: bool = False, record: Path | None = None, max_width: int = 1920) -> list[str]:
+    "FFmpeg arguments: `source`'s frames selected by `expr` as rgb24 on stdout, their stamps logged, a recording."
     video = ffmpeg.input(source_url(source, input_format))['v:0']
-    timing = dict(fps_mode='passthrough', enc_time_base='demux')
-    frames = (video.filter('select', expr).filter('scale', w=f'min(iw,{max_width})', h=-2, flags='area')
-              .output('pipe:', format='rawvideo', pix_fmt='rgb24', an=None, sn=None, **timing,
-                      stats_enc_pre=f'pipe:{frame_fd}', stats_enc_pre_fmt='{ni} {ti}'))
-    beat = (video.filter('select', keyframe_expr(fps=1))
-            .output('-', format='null', **timing, stats_enc_pre=f'pipe:{beat_fd}', stats_enc_pre_fmt='{ti}'))
-    outputs = [frames, beat]
+    # passthrough: one frame out for each frame selected, never a duplicate, so stdout and the log stay in step
+    frames = (video.filter('showinfo@every', checksum=0).filter('select', expr)
+              .filter('scale', w=f'min(iw,{max_width})', h=-2, flags='area').filter('showinfo@sampled', checksum=0)
+              .output('pipe:', format='rawvideo', pix_fmt='rgb24', an=None, sn=None, fps_mode='passthrough'))
+    outputs = [frames]
     if record:
         fragmented = FRAGMENTED if record.suffix.lower() in ('.mp4', '.mov', '.m4v') else {}
         outputs.append(video.output(str(record), **RECORDING, **fragmented))
-    # -n: a recording never overwrites a file (its name is checked first)
+    # -n: a recording never overwrites a file (its name is checked first); -v verbose: showinfo's lines and more
     cmd = ffmpeg.merge_outputs(*outputs).compile(cmd=[ffmpeg_exe(), '-hide_banner', '-nostats', '-n', '-v', 'verbose'])
     given = [*(['-f', input_format] if input_format else []), *(['-re'] if realtime else []),
              *(a for k, v in (options or {}).items() for a in (f'-{k}', v))]  # as given: ffmpeg-python rewrites some
@@ -137,19 +134,28 @@ def _number(text: str) -> float:
     try: return float(text)
     except ValueError: return float('nan')
 
+# %% ../nbs/14_live.ipynb #b4a9ebff
+# a frame's line of the showinfo filters of `live_command`: which of the two, the frame's number there, pts, time
+_SHOWINFO = re.compile(r'\[showinfo@(every|sampled) @ [^\]]*\] n: *(\d+) pts: *(\S+) pts_time:(\S+)')
+STAMP_WAIT = 10.0  # seconds a frame on stdout waits for its line in the log; it is logged first, so never in practice
+
 class _Connection:
-    "One FFmpeg process on the source: its log, the frame size it announces, the start of its clock."
+    "One FFmpeg process on the source: its log, the frame size it announces, its clock, the stamps of its frames."
     def __init__(self, proc: subprocess.Popen, record: Path | None):
         self.proc, self.record, self.log, self.head = proc, record, deque(maxlen=200), []
         self.size, self.sized = None, threading.Event()
         self.ti0 = self.offset = self.alive = self.why = None
         self.frames = 0
+        self.stamps, self.numbers = queue.SimpleQueue(), deque(maxlen=256)  # (number, time); (pts, number)
 
-    def read_log(self) -> None:
-        "Keep FFmpeg's log; note the size of the frames once FFmpeg announces its first output."
+    def read_log(self, beat: Callable[[float], None]) -> None:
+        "Keep FFmpeg's log and the frame size; each decoded frame's time to `beat`; queue each sampled frame's stamp."
         output = False
         for raw in self.proc.stderr:
             line = raw.decode(errors='replace')
+            if line.startswith('[showinfo@'):
+                self.showinfo(line, beat)
+                continue
             self.log.append(line)
             if self.size is None and len(self.head) < 5000:
                 self.head.append(line)
@@ -158,6 +164,23 @@ class _Connection:
                     self.size = int(m[1]), int(m[2])
                     self.sized.set()
         self.sized.set()
+        self.stamps.put(None)  # the log has ended: no stamp will come
+
+    def showinfo(self, line: str, beat: Callable[[float], None]) -> None:
+        "A decoded frame's line: a beat, its number kept; a sampled frame's line: its stamp queued."
+        if not (m := _SHOWINFO.match(line)): return
+        which, n, pts, ti = m[1], int(m[2]), m[3], _number(m[4])
+        if which == 'every':
+            self.numbers.append((pts, n))
+            beat(ti)
+        else: self.stamps.put((next((k for p, k in reversed(self.numbers) if p == pts), None), ti))
+
+    def stamp(self) -> tuple[int | None, float]:
+        "The number (None if unknown) and stream time (NaN if unknown) of the next frame on stdout."
+        try: item = self.stamps.get(timeout=STAMP_WAIT)
+        except queue.Empty: return None, math.nan
+        if item is None: self.stamps.put(None)  # the end stays the end for the frames that may still come
+        return item or (None, math.nan)
 
     def info(self, name: str):
         "The source as FFmpeg's header describes it, or None."
@@ -166,7 +189,7 @@ class _Connection:
 
 # %% ../nbs/14_live.ipynb #251188a6
 class LiveSource:
-    "A source read by FFmpeg in a thread: sampled frames into a `FrameSlot`, a beat a second, reopened when lost."
+    "A source FFmpeg reads in a thread: sampled frames into a `FrameSlot`, a beat per frame decoded, reopened if lost."
     def __init__(self, source: str, expr: str, input_format: str | None = None, options: dict | None = None,
                  realtime: bool = False, record: Path | None = None, reconnect: float = 10.0):
         self.source, self.expr, self.input_format, self.options = source, expr, input_format, options
@@ -175,7 +198,7 @@ class LiveSource:
         self.slot, self.info, self.frame_size, self.recordings = FrameSlot(), None, None, []
         self.frames_decoded = self.sampled = 0
         self.state, self.error = 'connecting', None  # live, reconnecting; at the end ended, lost, stopped or failed
-        self.now = 0.0  # session seconds of the newest frame or beat
+        self.now = 0.0  # session seconds of the newest decoded frame
         self._t0 = self._alive = self._conn = None  # monotonic times of the first and the latest data
         self._index = 0  # frame index of the current connection's first frame in the session
         self._lock, self._stopping, self._started = threading.Lock(), threading.Event(), threading.Event()
@@ -236,24 +259,25 @@ def _recording(self: LiveSource) -> Path | None:
     return path
 
 # %% ../nbs/14_live.ipynb #d3f06542
+# FFmpeg in a process group of its own: Ctrl-C in the terminal reaches this process only, which stops FFmpeg gently
+_OWN_GROUP = (dict(creationflags=subprocess.CREATE_NEW_PROCESS_GROUP) if sys.platform == 'win32'
+              else dict(start_new_session=True))
+
 @patch
 def _connect(self: LiveSource) -> _Outcome:
     "Run one FFmpeg process on the source until it ends."
-    frame_r, frame_w = os.pipe()
-    beat_r, beat_w = os.pipe()
     record = self._recording()
-    cmd = live_command(self.source, self.expr, frame_w, beat_w, self.input_format, self.options, self.realtime, record)
-    try: proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                 pass_fds=(frame_w, beat_w), start_new_session=True)  # Ctrl-C reaches us, not FFmpeg
-    finally: os.close(frame_w); os.close(beat_w)
+    cmd = live_command(self.source, self.expr, self.input_format, self.options, self.realtime, record)
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            **_OWN_GROUP)
     conn = self._conn = _Connection(proc, record)
     if self._stopping.is_set(): proc.kill()  # stop() came while this process was starting
-    readers = [threading.Thread(target=conn.read_log, daemon=True),
-               threading.Thread(target=self._beats, args=(conn, beat_r), daemon=True)]
-    for t in readers: t.start()
-    with open(frame_r) as stats: self._frames(conn, stats)
+    beat = lambda ti: self._seen(conn, ti, time.monotonic())
+    reader = threading.Thread(target=conn.read_log, args=(beat,), daemon=True)
+    reader.start()
+    self._frames(conn)
     proc.wait()
-    for t in readers: t.join()
+    reader.join()
     proc.stdin.close()
     decoded = re.findall(r'(\d+) frames decoded', ''.join(conn.log))
     self.frames_decoded += int(decoded[-1]) if decoded else 0
@@ -262,28 +286,22 @@ def _connect(self: LiveSource) -> _Outcome:
     return _Outcome(proc.returncode, conn.why or ffmpeg_reason(conn.log))
 
 @patch
-def _frames(self: LiveSource, conn: _Connection, stats) -> None:
+def _frames(self: LiveSource, conn: _Connection) -> None:
     "Leave each sampled frame in the slot as it arrives, with its index and time in the session."
     conn.sized.wait()
     if conn.size is None: return  # FFmpeg ended before its first frame
     if self.info is None: self.info, self.frame_size = conn.info(self.source), conn.size
     (w, h), index = conn.size, -1
     while len(buf := conn.proc.stdout.read(w * h * 3)) == w * h * 3:
-        arrival, fields = time.monotonic(), stats.readline().split()
-        index = int(fields[0]) if fields else index + 1
-        t = self._seen(conn, _number(fields[1]) if len(fields) > 1 else math.nan, arrival)
+        arrival, (number, ti) = time.monotonic(), conn.stamp()
+        index = index + 1 if number is None else number
+        t = self._seen(conn, ti, arrival)
         self.sampled += 1; conn.frames += 1
         image = np.frombuffer(buf, np.uint8).reshape(h, w, 3)
         self.slot.put(LiveFrame(self._index + index, round(t, 4), image, arrival))
         self.state = 'live'
         self._started.set()
     self._index += index + 1
-
-@patch
-def _beats(self: LiveSource, conn: _Connection, fd: int) -> None:
-    "Note each beat: the source is alive, and its clock has moved on."
-    with open(fd) as beats:
-        for line in beats: self._seen(conn, _number(line), time.monotonic())
 
 @patch
 def _seen(self: LiveSource, conn: _Connection, ti: float, arrival: float) -> float:
@@ -342,22 +360,33 @@ class LiveView:
         self.times.append(t)
         self.rows.append(rows)  # the classifier's own row dicts: no copy
 
-    def update(self, end: float, **live) -> dict:
-        "A `summary.json` window over the last `window` seconds to `end`, with the tiles and `live` in `live`."
-        from fer_study.summary import keyframe_spans, share_block  # here, not at the top: it imports pandas
-        end = round(end, 4)
-        start = round(max(0.0, end - self.window), 4)
-        first = bisect.bisect_left(self.times, start)
-        spans = keyframe_spans(self.times[first:], end)
-        rows = [(r, s) for face_rows, s in zip(self.rows[first:], spans) for r in face_rows]
-        sure = [(r['label'], s) for r, s in rows if not r['uncertain']]
-        block = share_block(np.array([l for l, _ in sure], object), np.array([s for _, s in sure], float), self.classes)
-        newest = self.times[-1] if self.times else None
-        tiles = [dict(id=p['id'], emotion=p['emotion'], confidence=p['confidence'], uncertain=p['uncertain'],
-                      seconds=round(p['seconds'] + (end - p['last'] if p['last'] == newest else 0), 1))
-                 for p in sorted(self.people.values(), key=lambda p: p['id']) if p['last'] >= start]
-        live = dict(window_seconds=self.window, uncertain_faces=len(rows) - len(sure), participants=tiles, **live)
-        return dict(start=start, end=end, **block, live=live)
+    def first(self, start: float, end: float) -> int:
+        "Index of the first keyframe that lasts into the window from `start` to `end`: the one before it may."
+        counted = bisect.bisect_left(self.times, start)  # the first keyframe in the window
+        return counted - (counted > 0 and (self.times[counted] if counted < len(self.times) else end) > start)
+
+# %% ../nbs/14_live.ipynb #9439b607
+@patch
+def update(self: LiveView, end: float, **live) -> dict:
+    "A `summary.json` window over the last `window` seconds to `end`, with the tiles and `live` in `live`."
+    from fer_study.summary import _block, class_index, keyframe_spans, window_seconds  # here: they import pandas
+    end = round(end, 4)
+    start, k = round(max(0.0, end - self.window), 4), len(self.classes)
+    first = self.first(start, end)
+    spans = keyframe_spans(self.times[first:], end)
+    rows = [(r, t, s) for face_rows, t, s in zip(self.rows[first:], self.times[first:], spans) for r in face_rows]
+    sure = [(r['label'], t, s) for r, t, s in rows if not r['uncertain']]
+    idx = class_index([l for l, _, _ in sure], self.classes)
+    times, spans = np.array([t for _, t, _ in sure], float), np.array([s for *_, s in sure], float)
+    seconds = window_seconds(times, spans, idx, k, np.array([start, end]))[0]  # the part inside the window
+    block = _block(seconds, np.bincount(idx[times >= start], minlength=k), self.classes)
+    newest, since = (self.times[-1], self.times[first]) if first < len(self.times) else (None, end)
+    tiles = [dict(id=p['id'], emotion=p['emotion'], confidence=p['confidence'], uncertain=p['uncertain'],
+                  seconds=round(p['seconds'] + (end - p['last'] if p['last'] == newest else 0), 1))
+             for p in sorted(self.people.values(), key=lambda p: p['id']) if p['last'] >= since]
+    unsure = sum(r['uncertain'] and t >= start for r, t, _ in rows)
+    live = dict(window_seconds=self.window, uncertain_faces=unsure, participants=tiles, **live)
+    return dict(start=start, end=end, **block, live=live)
 
 # %% ../nbs/14_live.ipynb #40a24f4f
 def add_live_arguments(p: argparse.ArgumentParser) -> None:
@@ -431,13 +460,12 @@ def check_record(path: Path | None) -> Path | None:
 
 # %% ../nbs/14_live.ipynb #da68312c
 def follow(source: LiveSource, run, view: LiveView, send: Callable[[dict], None], stop: threading.Event,
-           status: dict) -> None:
+           status: dict, latencies: list[float]) -> None:
     "Analyse the newest frame whenever the last one is done and send an update after each; meanwhile, one a second."
     lock, done = threading.Lock(), threading.Event()
     latest = dict(time=None, frame=None, latency=None, sent=-math.inf, end=0.0)
-    def publish(arrival: float | None = None) -> None:
+    def publish() -> None:
         with lock:  # the clock's thread and this one take turns
-            if arrival is not None: latest['latency'] = round(time.monotonic() - arrival, 3)
             end = latest['end'] = max(latest['end'], source.clock())
             send(view.update(end, state=source.state, time=latest['time'], frame=latest['frame'],
                              keyframes=len(view.times), latency=latest['latency'], sampled=source.sampled,
@@ -457,10 +485,11 @@ def follow(source: LiveSource, run, view: LiveView, send: Callable[[dict], None]
             n = len(run.classifier.rows)
             run.add(frame)
             with run.timer('classify'): run.classifier.flush()
-            with lock:
+            with lock:  # a frame and its latency change together: the clock's next update has both
                 view.add(frame.time, run.classifier.rows[n:])
-                latest.update(time=frame.time, frame=frame.index)
-            publish(frame.arrival)
+                latest.update(time=frame.time, frame=frame.index, latency=round(time.monotonic() - frame.arrival, 3))
+                latencies.append(latest['latency'])
+            publish()
     finally:
         done.set()
         ticker.join()
@@ -477,8 +506,9 @@ def warm_up(run) -> None:
     blank.classifier.add({}, np.zeros((100, 100, 3), np.uint8))
     blank.classifier.flush()
 
-def save_live(run, source: LiveSource, out_dir: Path, seconds: float) -> dict:
-    "Write the session's faces.csv, keyframes.csv and summary.json into `out_dir` atomically; the summary."
+def save_live(run, source: LiveSource, out_dir: Path, seconds: float, state: str, latencies: Sequence[float]) -> dict:
+    "Write the session's faces.csv, keyframes.csv and summary.json (with its `live` block) into `out_dir`; the summary."
+    from fer_study.summary import check_summary
     from fer_study.video import write_results
     info, end = source.info, source.now
     if source.state == 'ended' and info and math.isfinite(info.duration): end = max(end, info.duration)
@@ -492,6 +522,10 @@ def save_live(run, source: LiveSource, out_dir: Path, seconds: float) -> dict:
     keyframes = dict(path=source.source, duration=round(end, 4), **described, frame_width=width, frame_height=height,
                      frames_decoded=source.frames_decoded, keyframes=len(kf_table), seconds=round(seconds, 3))
     summary = run.summary(table, kf_table, end, video, keyframes, out_dir, seconds)
+    p50, p95 = np.percentile(latencies, [50, 95]).round(3).tolist() if len(latencies) else (None, None)
+    summary['live'] = dict(source=source.source, state=state, sampled=source.sampled, analysed=len(run.keyframes),
+                           dropped=source.slot.dropped, latency_p50=p50, latency_p95=p95)
+    check_summary(summary)
     write_results(out_dir, table, kf_table, summary)
     return summary
 
@@ -529,17 +563,18 @@ def _live(args: argparse.Namespace, settings: VideoSettings, options: dict, reco
         sampling = f'{settings.fps:g}/s' if settings.fps else f'scene > {settings.threshold:g}'
         note = SYNTHETIC_NOTE if meta.get('dataset') == 'synthetic' else None
         status = dict(sampling=sampling, note=note, outputs=None)
-        view, started = LiveView(meta['classes'], settings.window), time.perf_counter()
+        view, latencies, started = LiveView(meta['classes'], settings.window), [], time.perf_counter()
         def send(update: dict) -> None:
             board.publish(update)
             write(update)
         source.start(stop)
         say(f"[*] reading {args.source}, {sampling}; Ctrl-C stops and saves")
-        try: follow(source, run, view, send, stop, status)
+        try: follow(source, run, view, send, stop, status, latencies)
         finally:
             source.stop()
-            summary = save_live(run, source, out_dir, time.perf_counter() - started)
-        state, last = 'stopped' if stop.is_set() else source.state, (run.keyframes or [dict(time=None, frame=None)])[-1]
+            state = 'stopped' if stop.is_set() else source.state
+            summary = save_live(run, source, out_dir, time.perf_counter() - started, state, latencies)
+        last = (run.keyframes or [dict(time=None, frame=None)])[-1]
         send(view.update(summary['video']['duration'] or 0.0, state=state, time=last['time'], frame=last['frame'],
                          keyframes=len(run.keyframes), latency=None, sampled=source.sampled,
                          dropped=source.slot.dropped, **{**status, 'outputs': str(out_dir)}))

@@ -2,6 +2,7 @@
 
 Loopback only. Nothing waits on a clock: each step waits for an output line, an update on the page, or a process."""
 import asyncio
+import contextlib
 import itertools
 import json
 import re
@@ -14,15 +15,16 @@ import threading
 from pathlib import Path
 
 import aiohttp
+import numpy as np
 import pandas as pd
 import pytest
 
 from fer_study.core import CLASSES
-from fer_study.keyframes import ffmpeg_exe, probe_video, select_keyframes
+from fer_study.keyframes import ffmpeg_exe, keyframe_expr, probe_video, select_keyframes
 from fer_study.live import LiveSource, main
 from fer_study.summary import WindowBlock, check_summary, keyframe_spans, read_summary, summarize_faces
 from fer_study.synth import make_demo_video
-from fer_study.testing import demo_checkpoint
+from fer_study.testing import demo_checkpoint, make_test_video
 
 CHROMIUM = shutil.which('chromium') or '/usr/bin/chromium'
 LIVE = [sys.executable, '-c', 'import sys; from fer_study.live import main; sys.exit(main())']
@@ -38,6 +40,13 @@ def live_args(source, ckpt, out, *more):
     # conf-threshold 0.2: an untrained model is unsure of most faces, and the shares should have something to count
     return [str(source), '--model', str(ckpt), '--out', str(out), '--port', '0', '--conf-threshold', '0.2',
             *map(str, more)]
+
+
+def assert_same_shares(got: dict, want: dict) -> None:
+    "Share blocks equal up to the rounding of their numbers."
+    for k, v in want.items():
+        if isinstance(v, (dict, float)): assert got[k] == pytest.approx(v, abs=1e-4), (k, got, want)
+        else: assert got[k] == v, (k, got, want)
 
 
 def free_port(kind=socket.SOCK_STREAM) -> int:
@@ -58,20 +67,48 @@ def test_a_file_in_real_time_gives_updates_that_agree_with_the_tables(inputs, tm
     faces, kfs = pd.read_csv(out / 'faces.csv'), pd.read_csv(out / 'keyframes.csv')
     assert summary['participants_seen'] == 4 and len(faces) == summary['faces'] and len(kfs) >= 2
     updates = [json.loads(line) for line in (tmp_path / 'updates.jsonl').read_text().splitlines()]
+    # summary.json's live block: the run's frames, how it ended, and the latency of the update after each frame
+    run, final = summary['live'], updates[-1]['live']
+    assert (run['source'], run['state'], run['analysed']) == (str(video), 'ended', len(kfs))
+    assert (run['sampled'], run['dropped']) == (final['sampled'], final['dropped'])
+    assert run['analysed'] + run['dropped'] <= run['sampled']
+    latency = {u['live']['frame']: u['live']['latency'] for u in updates if u['live']['latency'] is not None}
+    assert len(latency) == len(kfs)
+    assert [run['latency_p50'], run['latency_p95']] == pytest.approx(np.percentile([*latency.values()], [50, 95]),
+                                                                     abs=1e-3)
     assert {u['live']['keyframes'] for u in updates} >= set(range(1, len(kfs) + 1))  # an update after each keyframe
     assert updates[-1]['live']['state'] == 'ended' and updates[-1]['live']['outputs'] == str(out)
     for u in updates:
         live = u.pop('live')
         check_summary(u, WindowBlock, 'update')  # a summary.json window
-        # the rows the update had: keyframes in its window analysed by then, each until the next, the last until its end
-        seen = kfs[(kfs.time >= u['start']) & (kfs.frame <= live['frame'])]
+        # the rows the update had: keyframes analysed by then, each until the next, the last until the update's end
+        seen = kfs[kfs.frame <= live['frame']]
         spans = dict(zip(seen.frame, keyframe_spans(seen.time, u['end'])))
         rows = faces[faces.frame.isin(spans)].assign(span=lambda t: t.frame.map(spans))
-        expected = summarize_faces(rows, CLASSES, 2, u['end'])['overall']
-        assert {k: u[k] for k in expected} == expected, (u, live)
-        assert live['uncertain_faces'] == rows.uncertain.sum()
-        assert [p['id'] for p in live['participants']] == sorted(set(rows.participant))  # a tile per face in the window
+        # moved so that the update's window starts at 2 s, they give summarize_faces's second window of 2 s
+        shift = 2 - u['start']
+        moved = rows.assign(time=(rows.time + shift).round(4))
+        window = summarize_faces(moved, CLASSES, 2, max(4, u['end'] + shift))['windows'][1]
+        assert_same_shares(u, {k: v for k, v in window.items() if k not in ('start', 'end')})
+        assert live['uncertain_faces'] == rows[rows.time >= u['start']].uncertain.sum()
+        lasting = rows[(rows.time + rows.span).round(4) > u['start']]  # faces whose keyframe lasts into the window
+        assert [p['id'] for p in live['participants']] == sorted(set(lasting.participant))
     assert abs(probe_video(tmp_path / 'talk.mp4').duration - 6) < 0.5  # the recording holds the whole stream
+
+
+def test_each_frame_has_its_own_number_and_time(tmp_path):
+    # frame n is grey level 4n, and its timestamps jump by 0.6 s after frame 24: the stamps that come through
+    # FFmpeg's log are those of the frame they come with, as the keyframe pass of analyze reads them
+    ramp = make_test_video(tmp_path / 'ramp.mp4', "color=c=black:s=32x32:r=25:d=2,geq=lum='16+4*N':cb=128:cr=128",
+                           vfr_gap=0.6)
+    source, frames = LiveSource(str(ramp), keyframe_expr(fps=10), realtime=True, reconnect=5).start(), []
+    with contextlib.suppress(EOFError):
+        while True: frames.append(source.slot.get(5))
+    known = {k.index: round(k.time, 4) for k in select_keyframes(ramp, fps=10)}
+    assert source.sampled == len(known) == len(frames) + source.slot.dropped and len(frames) >= 2
+    assert [(f.index, f.time) for f in frames] == [(n, t) for n, t in known.items() if n in {f.index for f in frames}]
+    assert [round(f.image.mean() / 4.66) for f in frames] == [f.index for f in frames]
+    assert frames[-1].time == known[max(known)] > 2.5 and source.state == 'ended'
 
 
 async def look_twice(devtools: str, page: str, updates_between: int = 4) -> tuple[dict, dict]:
