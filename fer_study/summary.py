@@ -5,8 +5,8 @@
 # %% auto #0
 __all__ = ['UNCERTAIN_TREATMENT', 'SCHEMA_VERSION', 'Shares', 'keyframe_spans', 'class_index', 'share_block', 'window_seconds',
            'summarize_faces', 'ShareBlock', 'ParticipantBlock', 'WindowBlock', 'UncertainBlock', 'FaceSummary',
-           'VideoEntry', 'KeyframesEntry', 'SettingsEntry', 'TimingEntry', 'OutputsEntry', 'LiveEntry', 'VideoSummary',
-           'check_summary', 'read_summary']
+           'VideoEntry', 'KeyframesEntry', 'SettingsEntry', 'InferenceEntry', 'TimingEntry', 'OutputsEntry',
+           'LiveEntry', 'VideoSummary', 'check_summary', 'read_summary']
 
 # %% ../nbs/09a_summary.ipynb #91865039
 import json
@@ -199,6 +199,16 @@ class SettingsEntry(TypedDict):
     detect_width: int | None
     upsample: int
     keyframe_mode: str
+    device: typing.NotRequired[str]          # as asked: auto, cpu or cuda (what ran is in `inference`)
+    precision: typing.NotRequired[str]
+    batch_size: typing.NotRequired[int | None]
+
+class InferenceEntry(TypedDict):
+    "Where and how the faces were classified (see inference): what ran, not what was asked."
+    device: str                     # cpu or cuda
+    precision: str                  # fast or fp32
+    engine: str                     # e.g. 'onnxruntime fp32', 'torch bf16 autocast channels-last'
+    batch_size: int                 # faces per forward pass (on a GPU, after any halving for memory)
 
 class TimingEntry(TypedDict):
     "Wall time of the analysis, as a multiple of the video's duration, and per stage."
@@ -225,6 +235,7 @@ class LiveEntry(TypedDict):
 
 class VideoSummary(FaceSummary):
     "All of `summary.json`; only when they apply: `message` (no face found), `note` (synthetic model), `live`."
+    # `inference` and the settings' device, precision, batch_size are new in version 1: older files lack them
     schema_version: int
     video: VideoEntry
     keyframes: KeyframesEntry
@@ -237,6 +248,7 @@ class VideoSummary(FaceSummary):
     message: typing.NotRequired[str]
     note: typing.NotRequired[str]
     live: typing.NotRequired[LiveEntry]
+    inference: typing.NotRequired[InferenceEntry]
 
 # %% ../nbs/09a_summary.ipynb #b0896db3
 def _typed_dict(t) -> type | None:

@@ -20,8 +20,9 @@ from tqdm.auto import tqdm
 
 from .core import POSITIVE_CLASSES, FerStudyError, ParamsError, atomic_files, writable_dir
 from .faces import Face, FaceTracker, align_face, detect_faces
+from .inference import FaceInference, inference_device
 from .keyframes import Keyframe, KeyframeReport, probe_video, select_keyframes
-from .model import load_model, predict_probs
+from .model import load_model
 from .rafdb import resize_face
 from .settings import VideoSettings, window_count
 from .summary import SCHEMA_VERSION, VideoSummary, check_summary, keyframe_spans, read_summary, summarize_faces
@@ -70,23 +71,23 @@ def label_probs(probs: np.ndarray, classes: Sequence[str],
 
 # %% ../nbs/10_video.ipynb #0992df31
 class FaceClassifier:
-    "Collect face rows with their aligned crops; classify them `batch_size` at a time with a checkpoint's model."
-    def __init__(self, model: torch.nn.Module, meta: dict, conf_threshold: float = 0.5, batch_size: int = 64):
-        self.model, self.meta, self.conf_threshold, self.batch_size = model, meta, conf_threshold, batch_size
+    "Collect face rows with their aligned crops; classify them a batch at a time with a checkpoint's model."
+    def __init__(self, model: torch.nn.Module | FaceInference, meta: dict, conf_threshold: float = 0.5, **inference):
+        self.model = model if isinstance(model, FaceInference) else FaceInference(model, meta, **inference)
+        self.meta, self.conf_threshold = meta, conf_threshold
         self.rows, self.pending, self.crops = [], [], []
 
     def add(self, record: dict, crop: np.ndarray):
         "Queue one face; classify the queue once it holds a full batch."
         self.pending.append(record)
         self.crops.append(resize_face(crop, self.meta['resize']))
-        if len(self.crops) >= self.batch_size: self.flush()
+        if len(self.crops) >= self.model.batch_size: self.flush()
 
     def flush(self):
         "Classify the queued faces."
         if not self.crops: return
         classes = self.meta['classes']
-        probs = predict_probs(self.model, self.meta, torch.stack(self.crops),
-                              self.batch_size).numpy().astype(np.float64)
+        probs = self.model(torch.stack(self.crops)).numpy().astype(np.float64)
         labels, conf, uncertain = label_probs(probs, classes, self.conf_threshold)
         for rec, p, lab, c, u in zip(self.pending, probs, labels, conf, uncertain):
             self.rows.append({**rec, **dict(zip(classes, np.round(p, 6).tolist())), 'label': lab,
@@ -147,11 +148,12 @@ def _json_safe(x):
 
 class KeyframeAnalysis:
     "Per-keyframe half of an analysis, fed a keyframe at a time (file or live source): faces found, tracked, queued."
-    def __init__(self, name: str, model: torch.nn.Module, meta: dict, settings: VideoSettings, batch_size: int = 64):
-        self.name, self.meta, self.settings = name, meta, settings
+    def __init__(self, name: str, model: torch.nn.Module | FaceInference, meta: dict, settings: VideoSettings):
+        self.name, self.meta, self.settings, s = name, meta, settings, settings
         self.template, self.alignment = face_alignment(meta)
         self.timer, self.tracker = StageTimer(), FaceTracker()
-        self.classifier = FaceClassifier(model, meta, settings.conf_threshold, batch_size)
+        self.classifier = FaceClassifier(model, meta, s.conf_threshold, device=s.device, precision=s.precision,
+                                         batch_size=s.batch_size)
         self.keyframes = []
 
     def add(self, kf: Keyframe) -> list[Face]:
@@ -180,7 +182,7 @@ class KeyframeAnalysis:
         summary = dict(schema_version=SCHEMA_VERSION, video=video,
                        keyframes=dict(keyframes, with_faces=int((kf_table['faces'] > 0).sum())),
                        settings=dict(s.as_dict(), keyframe_mode=s.keyframe_mode), alignment=self.alignment,
-                       model=dict(self.meta), faces_found=bool(len(table)),
+                       model=dict(self.meta), inference=self.classifier.model.record(), faces_found=bool(len(table)),
                        **summarize_faces(table, self.meta['classes'], s.window, end))
         if not len(table):
             summary['message'] = (f"no faces were found in {len(kf_table)} keyframe{'s' * (len(kf_table) != 1)} "
@@ -195,15 +197,14 @@ class KeyframeAnalysis:
         return summary
 
 # %% ../nbs/10_video.ipynb #7ec96479
-def analyze_video(path: str | Path, model: torch.nn.Module, meta: dict, out_dir: str | Path,
-                  settings: VideoSettings = VideoSettings(), progress: bool = True,
-                  batch_size: int = 64) -> VideoSummary:
+def analyze_video(path: str | Path, model: torch.nn.Module | FaceInference, meta: dict, out_dir: str | Path,
+                  settings: VideoSettings = VideoSettings(), progress: bool = True) -> VideoSummary:
     "Analyse one video; write faces.csv, keyframes.csv and summary.json into `out_dir` atomically; return the summary."
     s = settings
     path, out_dir, start = Path(path), writable_dir(out_dir), time.perf_counter()
     stream = select_keyframes(path, s.threshold, s.fps, s.min_gap)
     window_count(stream.info.duration, s.window)
-    run = KeyframeAnalysis(path.name, model, meta, s, batch_size)
+    run = KeyframeAnalysis(path.name, model, meta, s)
     total = stream.info.duration if math.isfinite(stream.info.duration) else None
     frames = iter(stream)
     with tqdm(total=total and round(total, 1), unit='s', desc=path.name, disable=not progress, leave=False) as bar:
@@ -237,6 +238,7 @@ def check_videos(videos: Sequence[str | Path], settings: VideoSettings = VideoSe
     "The videos as paths, once every video checks out against `settings`: bad input fails before any work."
     videos = [Path(v) for v in videos]
     if not videos: raise FerStudyError("no video given")
+    inference_device(settings.device)
     for v in videos:
         info = probe_video(v)
         if min(info.width, info.height) < MIN_FRAME_SIDE:
@@ -260,14 +262,14 @@ def output_dirs(videos: Sequence[Path], out_dir: str | Path):
 
 # %% ../nbs/10_video.ipynb #4806bd42
 def analyze_videos(videos: Sequence[str | Path], model_path: str | Path, out_dir: str | Path,
-                   settings: VideoSettings = VideoSettings(), device: str = 'cpu',
-                   progress: bool = True) -> list[VideoSummary]:
+                   settings: VideoSettings = VideoSettings(), progress: bool = True) -> list[VideoSummary]:
     "Analyse each video with the checkpoint at `model_path` (loaded once) into `out_dir/<stem>/`; return the summaries."
     videos = check_videos(videos, settings)
-    model, meta = load_model(model_path, device)
+    model, meta = load_model(model_path)
     meta = {**meta, 'checkpoint': str(model_path)}
+    run = FaceInference(model, meta, settings.device, settings.precision, settings.batch_size)
     with output_dirs(videos, out_dir) as dirs:
-        return [analyze_video(v, model, meta, d, settings, progress=progress) for v, d in zip(videos, dirs)]
+        return [analyze_video(v, run, meta, d, settings, progress=progress) for v, d in zip(videos, dirs)]
 
 # %% ../nbs/10_video.ipynb #fb86fca0
 def _pct(x: float | None) -> str: return '   -  ' if x is None else f'{100 * x:5.1f}%'

@@ -4,6 +4,7 @@ import re
 import resource
 import subprocess
 
+import pandas as pd
 import pytest
 
 from fer_study.core import FerStudyError
@@ -114,6 +115,25 @@ def test_bad_settings_on_the_command_line_exit_2_before_any_output(files, tmp_pa
     err = capsys.readouterr().err
     assert err.startswith('error: ') and message in err and len(err.strip().splitlines()) == 1
     assert not out.exists()
+
+
+def test_cuda_asked_for_and_absent_exits_2_naming_the_flag(files, tmp_path, capsys, monkeypatch):
+    d, ckpt = files
+    monkeypatch.setattr('torch.cuda.is_available', lambda: False)
+    out = tmp_path / 'out'
+    assert main(['analyze', str(d / 'demo.mp4'), '--model', str(ckpt), '--out', str(out), '--device', 'cuda']) == 2
+    assert "error: device (--device) is 'cuda' but no CUDA device" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_fast_path_agrees_with_fp32_and_is_recorded(files, tmp_path):
+    d, ckpt = files
+    runs = {p: analyze_videos([d / 'demo.mp4'], ckpt, tmp_path / p, VideoSettings(fps=4, device='cpu', precision=p),
+                              progress=False)[0] for p in ('fast', 'fp32')}
+    assert runs['fast']['inference'] == dict(device='cpu', precision='fast', engine='onnxruntime fp32', batch_size=64)
+    assert runs['fp32']['inference']['engine'] == 'torch fp32 channels-last'
+    fast, ref = (pd.read_csv(tmp_path / p / 'demo' / 'faces.csv')['label'].tolist() for p in ('fast', 'fp32'))
+    assert len(ref) > 4 and fast == ref
 
 
 def test_a_tiny_video_is_refused_with_its_size(files, tmp_path, capsys):
