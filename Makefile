@@ -36,8 +36,9 @@ test: $(STAMP) $(CHROMIUM)
 	@if [ -n "$$(git status --porcelain -- fer_study)" ]; then \
 		echo "fer_study/ is out of sync with nbs/: run nbdev_export and commit the result"; \
 		git status --porcelain -- fer_study; exit 1; fi
-	$(BIN)/nbdev_test --n_workers 2
-	$(VENV_PATH) python -m pytest
+	# two workers, one thread each: two workers of two threads on two cores slow each other down several times
+	OMP_NUM_THREADS=1 $(BIN)/nbdev_test --n_workers 2
+	$(VENV_PATH) OMP_NUM_THREADS=1 python -m pytest -n 2 --dist loadfile
 
 # The whole study: the embedded default is written into data/ only when data/ is absent; then dvc repro.
 study: $(STAMP)

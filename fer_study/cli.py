@@ -6,23 +6,25 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
 
 # torch, pandas, papermill and dvc load inside the commands that use them: `fer-study --help` answers at once
-from .core import CLASSES, FerStudyError, atomic_dir, get_param, load_params, write_text_atomic
+from .core import CLASSES, FerStudyError, ParamsError, atomic_dir, get_param, load_params, write_text_atomic
 from .live import add_live_command  # light: live imports its heavy parts when it runs
 from .settings import add_video_arguments, video_settings_from_args
 
 # %% auto #0
-__all__ = ['SOURCES', 'LAUNCHER_PID', 'dataset_kind', 'data_root', 'training_face_template', 'run_data', 'use_weights_dir',
-           'sha256', 'weights_record', 'check_init', 'study_variants', 'run_weights', 'load_manifest',
-           'check_processes', 'run_train', 'launch_workers', 'train_worker', 'run_evaluate', 'variant_names',
-           'collect_curves', 'run_compare', 'run_materialize', 'main']
+__all__ = ['SOURCES', 'INIT_NAME', 'LAUNCHER_PID', 'dataset_kind', 'data_root', 'training_face_template', 'run_data',
+           'use_weights_dir', 'sha256', 'weights_record', 'check_init', 'study_inits', 'study_seeds', 'Study',
+           'study_design', 'run_weights', 'load_manifest', 'check_processes', 'run_train', 'launch_workers',
+           'train_worker', 'run_evaluate', 'collect_curves', 'init_labels', 'run_compare', 'run_materialize', 'main']
 
 # %% ../nbs/11_cli.ipynb #408a83c3
 SOURCES = ('synthetic', 'rafdb')
@@ -81,43 +83,86 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 def weights_record(init: str) -> dict:
-    "Whether the weights of `init` can be had, with the file's hash or the reason and fix."
+    "Whether the weights of `init` can be had, with the file's hash (and what it is) or the reason and fix."
     from fer_study.model import WeightsUnavailable, imagenet_state_dict, imagenet_weights_path
+    from fer_study.pretrain import check_resnet18_checkpoint, pretrain_info
     if init == 'scratch': return dict(init=init, available=True)
     path = imagenet_weights_path() if init == 'imagenet' else Path(init)
     try:
         if init == 'imagenet': imagenet_state_dict()
         elif not path.is_file(): raise WeightsUnavailable(f"{path}: initialization checkpoint not found")
     except WeightsUnavailable as e: return dict(init=init, available=False, reason=str(e))
-    return dict(init=init, available=True, file=path.name, sha256=sha256(path))
+    if init != 'imagenet': check_resnet18_checkpoint(path)  # before any training starts
+    what = (pretrain_info(path) or {}).get('what') if init != 'imagenet' else 'ImageNet (torchvision)'
+    return dict(init=init, available=True, file=path.name, sha256=sha256(path), **({'what': what} if what else {}))
 
 # %% ../nbs/11_cli.ipynb #fc82da63
+INIT_NAME = re.compile(r'[A-Za-z0-9][A-Za-z0-9_.-]*$')  # a folder name: models/<init>-<loss>/seed<k>
+
 def check_init(init, key: str = 'study.inits') -> str:
     "`init` if it names an initialization: scratch, imagenet, or a path to a .pth/.pt checkpoint."
     if not isinstance(init, str) or not (init in ('scratch', 'imagenet') or Path(init).suffix in ('.pth', '.pt')):
-        raise FerStudyError(f"params: '{key}' has unknown initialization {init!r} "
-                            "(scratch, imagenet, or a path to a .pth/.pt file)")
+        raise ParamsError(f"params: '{key}' has unknown initialization {init!r} "
+                          "(scratch, imagenet, or a path to a .pth/.pt file)")
     return init
 
-def study_variants(params: dict) -> tuple[list[str], list[str]]:
-    "The initializations and losses params ask for, each checked."
+def study_inits(params: dict) -> dict[str, str]:
+    "The initializations params ask for, by name: a list of scratch/imagenet, or a mapping name -> init."
+    inits = get_param(params, 'study.inits', (list, dict))
+    if isinstance(inits, list):
+        for i in inits:
+            if check_init(i) not in ('scratch', 'imagenet'):
+                raise ParamsError(f"params: 'study.inits' lists the checkpoint {i!r} without a name: write "
+                                  f"study.inits as a mapping of names, e.g. {{scratch: scratch, mine: {i}}}")
+        inits = {i: i for i in inits}
+    if not inits: raise ParamsError("params: 'study.inits' is empty: name at least one initialization")
+    for name, init in inits.items():
+        if not (isinstance(name, str) and INIT_NAME.match(name)):
+            raise ParamsError(f"params: 'study.inits' has the name {name!r}: use letters, digits, '.', '_' and '-'")
+        check_init(init, f'study.inits.{name}')
+    return dict(inits)
+
+def study_seeds(params: dict) -> list[int]:
+    "The training seeds params ask for: a non-empty list of distinct whole numbers."
+    seeds = get_param(params, 'study.seeds', list)
+    if not (seeds and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)
+            and len(set(seeds)) == len(seeds)):
+        raise ParamsError(f"params: 'study.seeds' must be a non-empty list of distinct whole numbers >= 0, got {seeds!r}")
+    return seeds
+
+# %% ../nbs/11_cli.ipynb #c18c8571
+@dataclasses.dataclass(frozen=True)
+class Study:
+    "The study's matrix from params: initializations by name, losses and seeds."
+    inits: dict[str, str]
+    losses: list[str]
+    seeds: list[int]
+
+    @property
+    def variants(self) -> list[str]: return [f'{i}-{l}' for i in self.inits for l in self.losses]
+
+    def runs(self, root: str | Path) -> dict[str, dict[int, Path]]:
+        "Each variant's run folders under `root`, by seed."
+        return {v: {s: Path(root)/v/f'seed{s}' for s in self.seeds} for v in self.variants}
+
+def study_design(params: dict) -> Study:
+    "The `Study` params ask for, every key checked."
     from fer_study.train import LOSSES
-    inits, losses = get_param(params, 'study.inits', list), get_param(params, 'study.losses', list)
+    losses = get_param(params, 'study.losses', list)
     for loss in losses:
         if loss not in LOSSES:
-            raise FerStudyError(f"params: 'study.losses' has unknown loss {loss!r} (choose from {list(LOSSES)})")
-    return [check_init(i) for i in inits], losses
+            raise ParamsError(f"params: 'study.losses' has unknown loss {loss!r} (choose from {list(LOSSES)})")
+    if not losses: raise ParamsError("params: 'study.losses' is empty: name at least one loss")
+    return Study(study_inits(params), losses, study_seeds(params))
 
 # %% ../nbs/11_cli.ipynb #3deb8af6
 def run_weights(params: dict, out_dir: str | Path) -> list[dict]:
-    "Write `<init>.json` for each initialization variant in params."
+    "Write `<name>.json` for each initialization in params."
     use_weights_dir(params)
-    records = []
-    for init in study_variants(params)[0]:
-        rec = weights_record(init)
-        write_text_atomic(Path(out_dir)/f'{Path(init).stem}.json', json.dumps(rec, indent=2))
-        if not rec['available']: print(f"[!] {init}: {rec['reason']}")
-        records.append(rec)
+    records = [dict(name=name, **weights_record(init)) for name, init in study_design(params).inits.items()]
+    for rec in records:  # written once every init is checked: a bad one leaves no records behind
+        write_text_atomic(Path(out_dir)/f"{rec['name']}.json", json.dumps(rec, indent=2))
+        if not rec['available']: print(f"[!] {rec['name']}: {rec['reason']}")
     return records
 
 # %% ../nbs/11_cli.ipynb #78f6879e
@@ -143,14 +188,15 @@ def check_processes(cfg) -> None:
 # %% ../nbs/11_cli.ipynb #d3a0a3ad
 LAUNCHER_PID = 'FER_STUDY_TRAIN_LAUNCHER'  # environment: the pid of the `fer-study train` that started a worker
 
-def run_train(params: dict, init: str, loss: str, manifest: str | Path, out_dir: str | Path,
+def run_train(params: dict, init: str, loss: str, manifest: str | Path, out_dir: str | Path, seed: int = 0,
               progress: bool = True) -> dict:
-    "Train one variant (init x loss) on the manifest's data; a variant without weights writes skipped.json."
+    "Train one run (init x loss x seed) on the manifest's data; an init without weights writes skipped.json."
     from fer_study.model import WeightsUnavailable, build_model
     from fer_study.train import (check_subsets, die_with_parent, hold_folder, load_subsets, remove_run, train,
                                  train_config)
     use_weights_dir(params)
-    cfg = train_config(params, init=check_init(init, '--init'), loss=loss)
+    init = study_inits(params).get(init) or check_init(init, '--init')  # a name in study.inits, or the init itself
+    cfg = train_config(params, init=init, loss=loss, seed=seed)
     df, info = load_manifest(manifest)
     check_subsets(df, manifest)
     check_processes(cfg)
@@ -173,7 +219,7 @@ def run_train(params: dict, init: str, loss: str, manifest: str | Path, out_dir:
             return dict(skipped=True, reason=str(e))
         if cfg.processes == 1: return fit()
         return launch_workers(cfg.processes, dict(params=params, init=init, loss=loss, manifest=str(manifest),
-                                                  out_dir=str(out_dir), progress=progress))
+                                                  out_dir=str(out_dir), seed=seed, progress=progress))
 
 # %% ../nbs/11_cli.ipynb #2b6e8d02
 def launch_workers(processes: int, spec: dict) -> dict:
@@ -218,31 +264,37 @@ def run_evaluate(model_dir: str | Path, manifest: str | Path, out_dir: str | Pat
     return evaluate_checkpoint(model_dir/'best.pt', load_manifest(manifest)[0], out_dir)
 
 # %% ../nbs/11_cli.ipynb #3b9c2f8b
-def variant_names(params: dict) -> list[str]:
-    "Names `<init>-<loss>` of the variants params ask for."
-    inits, losses = study_variants(params)
-    return [f'{Path(i).stem}-{l}' for i in inits for l in losses]
-
-def collect_curves(names: list[str], out_dir: Path) -> None:
-    "Copy each trained variant's dvclive learning curves under `out_dir/<variant>/` (one folder `dvc plots` can draw)."
+def collect_curves(model_runs: dict[str, dict[int, Path]], out_dir: Path) -> None:
+    "Copy each run's dvclive learning curves under `out_dir/<variant>/seed<k>/` (one folder `dvc plots` can draw)."
     if out_dir.exists(): shutil.rmtree(out_dir)
-    for n in names:
-        for tsv in (Path('models')/n/'live'/'plots'/'metrics').rglob('*.tsv'):
-            dest = out_dir/n/tsv.relative_to(Path('models')/n/'live'/'plots'/'metrics')
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(tsv, dest)
+    for variant, runs in model_runs.items():
+        for seed, run in runs.items():
+            for tsv in (run/'live'/'plots'/'metrics').rglob('*.tsv'):
+                dest = out_dir/variant/f'seed{seed}'/tsv.relative_to(run/'live'/'plots'/'metrics')
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(tsv, dest)
 
-def run_compare(params: dict, out_dir: str | Path, report: bool = True) -> pd.DataFrame:
-    "The comparison table of every trained variant beside the published figures, and the study report."
+def init_labels(study: Study, weights_dir: str | Path = 'outputs/weights') -> dict[str, str]:
+    "What each variant's initialization is, where its weights record says (a checkpoint's sidecar, ImageNet)."
+    labels = {}
+    for name in study.inits:
+        record = Path(weights_dir)/f'{name}.json'
+        what = json.loads(record.read_text()).get('what') if record.is_file() else None
+        labels.update({f'{name}-{loss}': what for loss in study.losses if what})
+    return labels
+
+def run_compare(params: dict, out_dir: str | Path, report: bool = True,
+                metrics_file: str | Path | None = None) -> pd.DataFrame:
+    "The comparison of every run beside the published figures, its statistics, and the study report."
     from fer_study.evaluate import compare_variants, comparison_statistics, write_comparison
     from fer_study.report import report_study
-    names = variant_names(params)
-    eval_dirs = {n: Path('outputs/eval')/n for n in names}
-    statistics = comparison_statistics(eval_dirs)
-    table = compare_variants({n: Path('models')/n for n in names}, eval_dirs, statistics)
-    write_comparison(table, out_dir, statistics)
-    collect_curves(names, Path(out_dir)/'curves')
-    if report: report_study(names, out_dir)
+    study = study_design(params)
+    model_runs, eval_runs = study.runs('models'), study.runs('outputs/eval')
+    statistics, labels = comparison_statistics(eval_runs), init_labels(study)
+    table = compare_variants(model_runs, eval_runs, statistics, labels)
+    write_comparison(table, out_dir, statistics, metrics_file)
+    collect_curves(model_runs, Path(out_dir)/'curves')
+    if report: report_study(study.variants, study.seeds, out_dir, labels=labels)
     return table
 
 # %% ../nbs/11_cli.ipynb #9eed240c
@@ -277,8 +329,11 @@ def _parser() -> argparse.ArgumentParser:
     cmd('data', 'validate the dataset and write the split manifest').add_argument('--out', default='outputs/data')
     cmd('weights', 'resolve pretrained weights for each initialization').add_argument(
         '--out', default='outputs/weights')
-    s = cmd('train', 'train one variant')
-    s.add_argument('--init', required=True); s.add_argument('--loss', required=True)
+    cmd('pretrain', 'pretrain a ResNet-18 on synthetic faces without expression labels').add_argument(
+        '--out', default='models/pretrain')
+    s = cmd('train', 'train one run of a variant')
+    s.add_argument('--init', required=True, help="a name in study.inits (or scratch, imagenet, a checkpoint's path)")
+    s.add_argument('--loss', required=True); s.add_argument('--seed', type=int, default=0)
     s.add_argument('--manifest', default='outputs/data/manifest.csv'); s.add_argument('--out', required=True)
     s.add_argument('--no-progress', action='store_true')
     s = cmd('evaluate', 'test metrics of a trained variant')
@@ -287,6 +342,7 @@ def _parser() -> argparse.ArgumentParser:
     s = cmd('compare', 'compare the variants and write the study report')
     s.add_argument('--out', default='outputs/compare')
     s.add_argument('--no-report', action='store_true', help='the table only')
+    s.add_argument('--metrics', type=Path, help='also write the headline figures here (for dvc metrics show)')
     def video_cmd(name, help):
         s = sub.add_parser(name, help=help)
         s.add_argument('videos', nargs='+', type=Path)
@@ -319,11 +375,16 @@ def _run(a: argparse.Namespace) -> int | None:
     if a.command == 'materialize': run_materialize(params, a.data)
     elif a.command == 'data': print(json.dumps(run_data(params, a.out)['images']))
     elif a.command == 'weights': run_weights(params, a.out)
-    elif a.command == 'train': run_train(params, a.init, a.loss, a.manifest, a.out, progress=not a.no_progress)
+    elif a.command == 'pretrain':
+        from fer_study.pretrain import run_pretrain
+        info = run_pretrain(params, a.out)
+        print(json.dumps({k: info[k] for k in ('what', 'task', 'train_acc', 'val_acc', 'seconds')}))
+    elif a.command == 'train':
+        run_train(params, a.init, a.loss, a.manifest, a.out, seed=a.seed, progress=not a.no_progress)
     elif a.command == 'evaluate': print(json.dumps(run_evaluate(a.model_dir, a.manifest, a.out), indent=2))
     elif a.command == 'compare':
         from fer_study.evaluate import comparison_markdown
-        print(comparison_markdown(run_compare(params, a.out, report=not a.no_report)))
+        print(comparison_markdown(run_compare(params, a.out, report=not a.no_report, metrics_file=a.metrics)))
 
 def main(argv: list[str] | None = None) -> int:
     "Entry point of `fer-study`."

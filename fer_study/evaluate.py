@@ -16,12 +16,13 @@ from .core import CLASSES, FerStudyError, atomic_path, write_text_atomic
 from .metrics import METRIC_NAMES, classification_metrics, confusion, per_class_table
 from .model import load_model, predict_probs
 from .rafdb import load_images
-from .stats import (BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, difference_sentence, mcnemar_exact, metric_intervals,
-                             paired_differences)
+from .stats import (BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, bootstrap_runs, difference_sentence, mcnemar_exact,
+                             summarise_runs)
 
 # %% auto #0
-__all__ = ['REFERENCE_ROWS', 'predictions_table', 'evaluate_checkpoint', 'compare_variants', 'comparison_markdown',
-           'write_comparison', 'read_predictions', 'comparison_statistics']
+__all__ = ['REFERENCE_ROWS', 'Runs', 'COMPARISON_COLUMNS', 'predictions_table', 'evaluate_checkpoint', 'compare_variants',
+           'comparison_markdown', 'headline_metrics', 'write_comparison', 'read_predictions', 'read_runs',
+           'comparison_statistics']
 
 # %% ../nbs/07_evaluate.ipynb #9c452e23
 def predictions_table(manifest: pd.DataFrame, probs: np.ndarray, classes=CLASSES) -> pd.DataFrame:
@@ -58,65 +59,121 @@ REFERENCE_ROWS = [
     dict(variant='paper: center loss', source='Farzaneh & Qi 2021 (RAF-DB)', acc=0.8706),
     dict(variant='paper: softmax', source='Farzaneh & Qi 2021 (RAF-DB)', acc=0.8654),
 ]
+Runs = dict[str, dict[int, Path]]  # variant -> seed -> folder of that run
+COMPARISON_COLUMNS = ['variant', 'seed', 'source', 'epoch', *METRIC_NAMES, 'acc_sd', 'acc_low', 'acc_high',
+                      'best_valid_acc']
 
-def compare_variants(model_dirs: dict[str, Path], eval_dirs: dict[str, Path],
-                     statistics: dict | None = None) -> pd.DataFrame:
-    "One row per variant (validation-selected test metrics, 95 % acc interval, best-valid acc) plus reference rows."
-    rows = []
-    for name, mdir in model_dirs.items():
-        mdir, edir = Path(mdir), Path(eval_dirs[name])
-        skipped = mdir/'skipped.json'
-        if skipped.exists():
-            # the first clause; the record has the rest
-            reason = json.loads(skipped.read_text())['reason'].split(' (')[0]
-            rows.append(dict(variant=name, source=f'skipped: {reason} (see {skipped})')); continue
-        train, test = json.loads((mdir/'metrics.json').read_text()), json.loads((edir/'metrics.json').read_text())
-        interval = (statistics or {}).get('variants', {}).get(name, {}).get('acc', {})
-        rows.append(dict(variant=name, source=f"this study ({train['dataset']})", epoch=train['selected_epoch'],
-                         **{k: test[k] for k in METRIC_NAMES}, acc_low=interval.get('low'),
-                         acc_high=interval.get('high'), best_valid_acc=train['best_valid_test_selected']['acc']))
-    columns = ['variant', 'source', 'epoch', *METRIC_NAMES, 'acc_low', 'acc_high', 'best_valid_acc']
-    return pd.DataFrame(rows + REFERENCE_ROWS, columns=columns)
+# %% ../nbs/07_evaluate.ipynb #9085f73c
+def _skip_reason(model_dir: Path) -> str | None:
+    "The first clause of a skipped run's reason (the record has the rest), or None for a trained run."
+    skipped = model_dir/'skipped.json'
+    return json.loads(skipped.read_text())['reason'].split(' (')[0] if skipped.exists() else None
+
+def _run_row(name: str, seed: int, model_dir: Path, eval_dir: Path, label: str | None = None) -> dict:
+    "One trained run: its validation-selected test metrics and the test-selected best-valid accuracy."
+    train, test = json.loads((model_dir/'metrics.json').read_text()), json.loads((eval_dir/'metrics.json').read_text())
+    source = f"this study ({train['dataset']})" + (f"; init: {label}" if label else '')
+    return dict(variant=name, seed=str(seed), source=source, epoch=train['selected_epoch'],
+                **{k: test[k] for k in METRIC_NAMES}, best_valid_acc=train['best_valid_test_selected']['acc'])
+
+def _variant_rows(name: str, model_runs: dict[int, Path], eval_runs: dict[int, Path], stats: dict,
+                  label: str | None) -> list[dict]:
+    "A variant's rows: skipped, or each seed's then (with several seeds) their mean with sd and interval."
+    reason = _skip_reason(Path(next(iter(model_runs.values()))))
+    if reason: return [dict(variant=name, source=f'skipped: {reason} (see {next(iter(model_runs.values()))})')]
+    rows = [_run_row(name, s, Path(model_runs[s]), Path(eval_runs[s]), label) for s in model_runs]
+    acc = stats.get('metrics', {}).get('acc', {})
+    interval = dict(acc_sd=acc.get('std'), acc_low=acc.get('low'), acc_high=acc.get('high'))
+    if len(rows) == 1: return [{**rows[0], **interval}]
+    mean = {k: float(np.mean([r[k] for r in rows])) for k in (*METRIC_NAMES, 'best_valid_acc')}
+    return rows + [dict(variant=name, seed=f'mean of {len(rows)}', source=rows[0]['source'], **mean, **interval)]
+
+def compare_variants(model_runs: Runs, eval_runs: Runs, statistics: dict | None = None,
+                     labels: dict[str, str] | None = None) -> pd.DataFrame:
+    "Rows per variant (each seed, their mean with sd and 95 % interval of the accuracy) plus reference rows."
+    stats, labels = (statistics or {}).get('variants', {}), labels or {}
+    rows = [r for name in model_runs
+            for r in _variant_rows(name, model_runs[name], eval_runs[name], stats.get(name, {}), labels.get(name))]
+    return pd.DataFrame(rows + REFERENCE_ROWS, columns=COMPARISON_COLUMNS)
 
 # %% ../nbs/07_evaluate.ipynb #c8d337b1
 def comparison_markdown(table: pd.DataFrame) -> str:
     "The comparison as a Markdown table: whole epochs, four decimals, blanks where a row has no figure."
     blanks = table.astype(object).where(table.notna(), None)  # tabulate leaves None blank, but prints NaN as 'nan'
-    return blanks.to_markdown(index=False, floatfmt=['', '', '.0f'] + ['.4f'] * (table.shape[1] - 3), missingval='')
+    return blanks.to_markdown(index=False, floatfmt=['', '', '', '.0f'] + ['.4f'] * (table.shape[1] - 4), missingval='')
 
 # %% ../nbs/07_evaluate.ipynb #37fcf1ff
-def write_comparison(table: pd.DataFrame, out_dir: str | Path, statistics: dict | None = None) -> None:
-    "The comparison as CSV and as a Markdown table (with a sentence per pair of variants), and statistics.json."
+def headline_metrics(statistics: dict) -> dict:
+    "The figures `dvc metrics show` prints: per variant the mean accuracy, its sd and interval; per pair the same."
+    out = {}
+    for name, v in statistics['variants'].items():
+        acc = v['metrics']['acc']
+        out[name] = dict(acc=acc['value'], acc_sd=acc['std'], acc_low=acc['low'], acc_high=acc['high'])
+    for pair, p in statistics['pairs'].items():
+        acc = p['differences']['acc']
+        out[pair] = dict(acc_difference=acc['value'], low=acc['low'], high=acc['high'],
+                         **{f"mcnemar_p_seed{t['seed']}": t['p'] for t in p['mcnemar']},
+                         supported=p['supported'], sentence=p['sentence'])
+    return out
+
+def write_comparison(table: pd.DataFrame, out_dir: str | Path, statistics: dict | None = None,
+                     metrics_file: str | Path | None = None) -> None:
+    "The comparison as CSV and Markdown (a sentence per pair), statistics.json, and the headline figures for DVC."
     out_dir = Path(out_dir)
     with atomic_path(out_dir/'comparison.csv') as tmp: table.to_csv(tmp, index=False)
     sentences = [p['sentence'] for p in (statistics or {}).get('pairs', {}).values()]
-    note = (f"\n\n`acc_low`, `acc_high`: 95 % bootstrap interval of the test accuracy ({BOOTSTRAP_RESAMPLES} resamples "
-            "of the test images)." if statistics else '')
+    note = ("\n\n`acc_sd`: standard deviation of the accuracy across seeds; `acc_low`, `acc_high`: 95 % bootstrap "
+            f"interval of the (mean) test accuracy ({BOOTSTRAP_RESAMPLES} resamples of the test images)."
+            if statistics else '')
     write_text_atomic(out_dir/'comparison.md',
                       comparison_markdown(table) + note + ''.join(f'\n\n{s}' for s in sentences) + '\n')
-    if statistics is not None: write_text_atomic(out_dir/'statistics.json', json.dumps(statistics, indent=2))
+    if statistics is None: return
+    write_text_atomic(out_dir/'statistics.json', json.dumps(statistics, indent=2))
+    if metrics_file: write_text_atomic(metrics_file, json.dumps(headline_metrics(statistics), indent=2))
 
 # %% ../nbs/07_evaluate.ipynb #ad97a97b
 def read_predictions(eval_dir: str | Path, classes=CLASSES) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    "Image names, true class indices and class probabilities from a variant's `predictions.csv`."
+    "Image names, true class indices and class probabilities from a run's `predictions.csv`."
     preds = pd.read_csv(Path(eval_dir)/'predictions.csv')
-    if preds.empty: return np.array([], object), np.array([], int), np.zeros((0, len(classes)))  # a skipped variant
+    if preds.empty: return np.array([], object), np.array([], int), np.zeros((0, len(classes)))  # a skipped run
     index = {c: i for i, c in enumerate(classes)}
     return preds['name'].to_numpy(), preds['actual'].map(index).to_numpy(), preds[list(classes)].to_numpy(float)
 
+# %% ../nbs/07_evaluate.ipynb #ef5a7a9c
+def read_runs(eval_runs: dict[int, Path], classes=CLASSES) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    "A variant's seeds stacked: image names, true indices, probabilities (seeds, images, classes); None if skipped."
+    preds = {s: read_predictions(d, classes) for s, d in eval_runs.items() if (Path(d)/'predictions.csv').is_file()}
+    if len(preds) < len(eval_runs) or not all(len(p[0]) for p in preds.values()): return None
+    (s0, (names, y, _)), folders = next(iter(preds.items())), list(map(str, eval_runs.values()))
+    for s, (n, t, _) in preds.items():
+        if not (np.array_equal(n, names) and np.array_equal(t, y)):
+            raise FerStudyError(f"{eval_runs[s0]} and {eval_runs[s]}: predictions on different test images")
+    return names, y, np.stack([p[2] for p in preds.values()])
+
 # %% ../nbs/07_evaluate.ipynb #0296157f
-def comparison_statistics(eval_dirs: dict[str, Path], classes=CLASSES) -> dict:
-    "Bootstrap intervals per evaluated variant; per pair, paired intervals of the differences and McNemar's test."
-    preds = {n: read_predictions(d, classes) for n, d in eval_dirs.items() if (Path(d)/'predictions.csv').is_file()}
-    preds = {n: p for n, p in preds.items() if len(p[0])}
-    variants = {n: metric_intervals(y, probs) for n, (_, y, probs) in preds.items()}
+def _pair(a: str, b: str, runs_a: tuple, runs_b: tuple, seeds: list[int], where: str) -> dict:
+    "Paired differences (seed with seed) from each variant's bootstrap, McNemar's test per seed, and the sentence."
+    (names_a, y, pa, whole_a, boot_a), (names_b, _, pb, whole_b, boot_b) = runs_a, runs_b
+    if not np.array_equal(names_a, names_b):
+        raise FerStudyError(f"{where}: predictions on different test images; cannot pair them")
+    diff = {m: summarise_runs(whole_a[m] - whole_b[m], boot_a[m] - boot_b[m]) for m in METRIC_NAMES}
+    tests = [dict(seed=s, **mcnemar_exact(x.argmax(1) == y, z.argmax(1) == y)) for s, x, z in zip(seeds, pa, pb)]
+    sentence = difference_sentence(a, b, diff['acc'], tests)
+    return dict(seeds=seeds, differences=diff, mcnemar=tests, supported='data support a difference' in sentence,
+                sentence=sentence)
+
+def comparison_statistics(eval_runs: Runs, classes=CLASSES, n_resamples: int = BOOTSTRAP_RESAMPLES) -> dict:
+    "Per trained variant, each metric over its seeds with its interval; per pair, paired differences and McNemar."
+    runs = {n: r for n, r in ((n, read_runs(e, classes)) for n, e in eval_runs.items()) if r is not None}
+    # every run on the same resamples (fixed generator): computed once, shared by the variants and their pairs
+    runs = {n: (names, y, p, *bootstrap_runs(y, p, n_resamples)) for n, (names, y, p) in runs.items()}
+    variants = {n: dict(seeds=list(eval_runs[n]), metrics={m: summarise_runs(whole[m], boot[m]) for m in METRIC_NAMES})
+                for n, (_, _, _, whole, boot) in runs.items()}
     pairs = {}
-    for a, b in itertools.combinations(preds, 2):
-        (names_a, y, pa), (names_b, _, pb) = preds[a], preds[b]
-        if not np.array_equal(names_a, names_b):
-            raise FerStudyError(f"{eval_dirs[a]} and {eval_dirs[b]}: predictions on different test images; "
-                                "cannot pair them")
-        diff, test = paired_differences(y, pa, pb), mcnemar_exact(pa.argmax(1) == y, pb.argmax(1) == y)
-        pairs[f'{a} vs {b}'] = dict(differences=diff, mcnemar=test,
-                                    sentence=difference_sentence(a, b, diff['acc'], test))
-    return dict(level=0.95, resamples=BOOTSTRAP_RESAMPLES, seed=BOOTSTRAP_SEED, variants=variants, pairs=pairs)
+    for a, b in itertools.combinations(runs, 2):
+        if list(eval_runs[a]) != list(eval_runs[b]):
+            raise FerStudyError(f"{a} and {b} were trained with different seeds "
+                                f"({list(eval_runs[a])} vs {list(eval_runs[b])}); cannot pair them")
+        where = f"{next(iter(eval_runs[a].values()))} and {next(iter(eval_runs[b].values()))}"
+        pairs[f'{a} vs {b}'] = _pair(a, b, runs[a], runs[b], list(eval_runs[a]), where)
+    return dict(level=0.95, resamples=n_resamples, seed=BOOTSTRAP_SEED, variants=variants, pairs=pairs)

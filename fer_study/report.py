@@ -34,7 +34,7 @@ from .settings import VideoSettings
 # %% auto #0
 __all__ = ['REPORT_TEMPLATES', 'template_path', 'notebook_html', 'md_escape', 'execute_template', 'sigterm_unwinds',
            'ReportError', 'run_report', 'clock', 'reaction_moments', 'display_window', 'spread_keyframes',
-           'plain_summary', 'report_videos', 'report_study']
+           'plain_summary', 'report_videos', 'headline_pairs', 'oriented_pair', 'study_lead', 'report_study']
 
 # %% ../nbs/12_report.ipynb #b4f7214a
 REPORT_TEMPLATES = {'video': 'video_report.ipynb', 'study': 'study_report.ipynb'}
@@ -221,9 +221,79 @@ def report_videos(videos: Sequence[str | Path], model: str | Path, out_dir: str 
         return [run_report(template, d, dict(common, video=str(v), out=str(d)), title=f'{title}: {v.name}')
                 for v, d in zip(videos, dirs)]
 
+# %% ../nbs/12_report.ipynb #57aae96a
+def _init_loss(variant: str) -> tuple[str, str]: return tuple(variant.rsplit('-', 1))  # a loss never holds '-'
+
+def headline_pairs(trained: Sequence[str]) -> list[tuple[str, str]]:
+    "(pretrained, scratch) for each trained variant `<init>-<loss>` whose init is not scratch, if `scratch-<loss>` is."
+    return [(v, f'scratch-{loss}') for v, (init, loss) in ((v, _init_loss(v)) for v in trained)
+            if init != 'scratch' and f'scratch-{loss}' in trained]
+
+# %% ../nbs/12_report.ipynb #8f102d8f
+def oriented_pair(statistics: dict, a: str, b: str) -> dict:
+    "The statistics of `a vs b` from `fer-study compare`'s, turned round when they hold it as `b vs a`."
+    from fer_study.stats import difference_sentence
+    if f'{a} vs {b}' in statistics['pairs']: return statistics['pairs'][f'{a} vs {b}']
+    p = statistics['pairs'][f'{b} vs {a}']
+    turn = lambda d: dict(d, value=-d['value'], low=-d['high'], high=-d['low'], runs=[-r for r in d['runs']])
+    diffs = {m: turn(d) for m, d in p['differences'].items()}
+    mcnemar = [dict(t, b=t['c'], c=t['b']) for t in p['mcnemar']]
+    return dict(p, differences=diffs, mcnemar=mcnemar, sentence=difference_sentence(a, b, diffs['acc'], mcnemar))
+
+# %% ../nbs/12_report.ipynb #0d9fb315
+def _pct_interval(m: dict) -> str:
+    "A metric's mean in % with its 95 % interval and, for several seeds, their sd."
+    sd = f", sd {100 * m['std']:.1f} over {len(m['runs'])} seeds" if m.get('std') is not None else ''
+    return f"{100 * m['value']:.1f} % [{100 * m['low']:.1f}, {100 * m['high']:.1f}]{sd}"
+
+def study_lead(statistics: dict, variants: Sequence[str], skipped: dict[str, str] | None = None,
+               labels: dict[str, str] | None = None) -> str:
+    "The study report's opening paragraphs (Markdown): pretrained vs scratch, its interval and test, said plainly."
+    from fer_study.evaluate import REFERENCE_ROWS
+    skipped, labels = skipped or {}, labels or {}
+    trained = [v for v in variants if v in statistics['variants']]
+    pairs, name = headline_pairs(trained), md_escape
+    lead = []
+    for a, b in pairs:
+        p, seeds = oriented_pair(statistics, a, b), statistics['variants'][a]['seeds']
+        verdict = 'the data support a difference' if p['supported'] else 'the data do not support a difference'
+        lead.append(f"**Pretrained vs scratch ({name(_init_loss(a)[1])} loss): {verdict}.** {name(a)} starts from "
+                    f"*{name(labels.get(a) or _init_loss(a)[0])}*, {name(b)} from random weights; both trained with "
+                    f"the same settings on {len(seeds)} seed{'s' * (len(seeds) > 1)} ({', '.join(map(str, seeds))}) "
+                    f"and scored on the same test images. {name(p['sentence'])}")
+    if pairs:
+        ref = {r['variant']: r['acc'] for r in REFERENCE_ROWS}
+        lead.append(f"The interval is the 95 % paired bootstrap interval of the mean difference over the seeds "
+                    f"({statistics['resamples']} resamples of the test images, the same for every run); McNemar's "
+                    "exact test asks, for each seed, whether the test images only one of the two models gets right "
+                    "split evenly between them. For scale: the seed study measured "
+                    f"{100 * (ref['seed study: imagenet'] - ref['seed study: scratch']):+.1f} points on RAF-DB "
+                    "(ImageNet vs scratch, one run each, epoch picked on the test set).")
+    elif len(trained) == 1:
+        acc = statistics['variants'][trained[0]]['metrics']['acc']
+        lead.append(f"**Only one variant was trained, {name(trained[0])}, so there is no pretrained-vs-scratch "
+                    f"comparison to make.** Its test accuracy is {_pct_interval(acc)} (95 % bootstrap interval of "
+                    f"the mean).")
+    elif trained:
+        lead.append("**No pretrained variant was trained beside a scratch one with the same loss, so this study "
+                    "cannot say whether pretraining helps.** The comparisons it can make: "
+                    + ' '.join(name(oriented_pair(statistics, a, b)['sentence']) for a, b in zip(trained, trained[1:])))
+    else:
+        lead.append("**No variant was trained, so there is nothing to compare**: this report has only the comparison "
+                    "table.")
+    if skipped:
+        lead.append('Not trained: ' + '; '.join(f"{name(v)} ({name(why)})" for v, why in skipped.items())
+                    + '. The comparison table says where each full reason is.')
+    return '\n\n'.join(lead)
+
 # %% ../nbs/12_report.ipynb #77348334
-def report_study(variants: Sequence[str], out_dir: str | Path, models_dir: str | Path = 'models',
-                 eval_dir: str | Path = 'outputs/eval', title: str = 'DACL study: pretrained vs scratch') -> Path:
-    "The study report over `variants` (names `<init>-<loss>`) into `out_dir`; return the HTML page."
-    parameters = dict(variants=list(variants), models_dir=str(models_dir), eval_dir=str(eval_dir), title=title)
+def report_study(variants: Sequence[str], seeds: Sequence[int], out_dir: str | Path, models_dir: str | Path = 'models',
+                 eval_dir: str | Path = 'outputs/eval', title: str = 'DACL study: pretrained vs scratch',
+                 labels: dict[str, str] | None = None) -> Path:
+    "The study report over `variants` (`<init>-<loss>`) x `seeds`, from `out_dir/statistics.json`, into `out_dir`."
+    statistics = Path(out_dir)/'statistics.json'
+    if not statistics.is_file():
+        raise FerStudyError(f"{statistics}: not found (`fer-study compare` writes it before the report)")
+    parameters = dict(variants=list(variants), seeds=[int(s) for s in seeds], models_dir=str(models_dir),
+                      eval_dir=str(eval_dir), statistics=str(statistics), labels=dict(labels or {}), title=title)
     return run_report(template_path('study'), out_dir, parameters, title=title)

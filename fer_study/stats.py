@@ -11,7 +11,8 @@ from scipy.stats import binomtest
 from .metrics import METRIC_NAMES, classification_metrics
 
 # %% auto #0
-__all__ = ['BOOTSTRAP_RESAMPLES', 'BOOTSTRAP_SEED', 'resample_indices', 'metric_intervals', 'paired_differences', 'mcnemar_exact',
+__all__ = ['BOOTSTRAP_RESAMPLES', 'BOOTSTRAP_SEED', 'resample_indices', 'resample_counts', 'resampled_metrics', 'as_runs',
+           'bootstrap_runs', 'summarise_runs', 'metric_intervals', 'paired_differences', 'mcnemar_exact',
            'difference_sentence']
 
 # %% ../nbs/07b_stats.ipynb #cd3359c8
@@ -27,38 +28,93 @@ def _interval(values: np.ndarray, level: float) -> tuple[float, float]:
     lo, hi = np.nanpercentile(values, [50 * (1 - level), 50 * (1 + level)])
     return float(lo), float(hi)
 
+# %% ../nbs/07b_stats.ipynb #df0be797
+def resample_counts(idx: np.ndarray, n: int) -> np.ndarray:
+    "How many times each of `n` items is drawn in each row of `idx`, (n_resamples, n)."
+    offsets = n * np.arange(len(idx))[:, None]  # one bincount for all rows: row r counts into [r * n, (r + 1) * n)
+    return np.bincount((idx + offsets).ravel(), minlength=len(idx) * n).reshape(len(idx), n)
+
+# %% ../nbs/07b_stats.ipynb #442a75eb
+def _ratio(num: np.ndarray, den: np.ndarray, empty: float = 0.0) -> np.ndarray:
+    "num / den, `empty` where den is 0."
+    return np.divide(num, den, out=np.full(np.broadcast(num, den).shape, empty), where=den != 0)
+
+def _ranking_scores(is_pos: np.ndarray, scores: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    "Average precision and ROC AUC of one class for each row of weights `w`; NaN without positives (or negatives)."
+    order = np.argsort(-scores, kind='stable')
+    last = np.r_[np.diff(scores[order]) != 0, True]  # the last item of each group of tied scores
+    wo = w[:, order]
+    tp = np.cumsum(wo * is_pos[order], axis=1)[:, last]  # weight of positives scored at or above each threshold
+    fp = np.cumsum(wo * ~is_pos[order], axis=1)[:, last]
+    d_tp, d_fp = np.diff(tp, prepend=0, axis=1), np.diff(fp, prepend=0, axis=1)
+    pos, neg = tp[:, -1], fp[:, -1]
+    ap = _ratio((d_tp * _ratio(tp, tp + fp)).sum(1), pos, np.nan)
+    # each negative beats the positives above its threshold and ties with half of those at it
+    roc = _ratio((d_fp * (tp - d_tp / 2)).sum(1), pos * neg, np.nan)
+    return ap, roc
+
+# %% ../nbs/07b_stats.ipynb #73c8166a
+_CHUNK_BYTES = 200 * 2**20
+
+def resampled_metrics(y_true: np.ndarray, probs: np.ndarray, counts: np.ndarray) -> dict[str, np.ndarray]:
+    "Each metric of `classification_metrics` on each resample given as weights `counts`, (n_resamples,) per metric."
+    y_true, probs, w = np.asarray(y_true), np.asarray(probs, np.float64), np.asarray(counts, np.float64)
+    rows = max(1, _CHUNK_BYTES // (10 * 8 * w.shape[1]))  # about ten float arrays of (rows, images) at once
+    if len(w) > rows:
+        parts = [resampled_metrics(y_true, probs, w[i:i + rows]) for i in range(0, len(w), rows)]
+        return {m: np.concatenate([p[m] for p in parts]) for m in METRIC_NAMES}
+    k = probs.shape[1]
+    truth, predicted = np.eye(k)[y_true], np.eye(k)[probs.argmax(1)]
+    support, n_predicted, right = w @ truth, w @ predicted, w @ (truth * predicted)
+    ap, roc = map(np.column_stack, zip(*(_ranking_scores(y_true == c, probs[:, c], w) for c in range(k))))
+    present = support > 0
+    n_present = present.sum(1)
+    return dict(acc=right.sum(1) / w.sum(1), rec=_ratio(right, support).mean(1),
+                f1=_ratio(2 * right, support + n_predicted).mean(1),
+                aucpr=np.where(present, ap, 0).sum(1) / n_present,
+                # max(.., 2) only spares a division by 0 or 1 where the AUC is NaN anyway
+                aucroc=np.where(n_present > 1, np.where(present, roc, 0).sum(1) / np.maximum(n_present, 2), np.nan))
+
 # %% ../nbs/07b_stats.ipynb #6acad2eb
+def as_runs(probs: np.ndarray) -> np.ndarray:
+    "Class probabilities as a stack of runs (seeds, images, classes); one run's (images, classes) becomes a stack of 1."
+    probs = np.asarray(probs, float)
+    return probs[None] if probs.ndim == 2 else probs
+
+def bootstrap_runs(y_true: np.ndarray, probs: np.ndarray, n_resamples: int = BOOTSTRAP_RESAMPLES,
+                   seed: int = BOOTSTRAP_SEED) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    "Each metric of each run on the whole test set, (seeds,), and on each resample, (seeds, n_resamples)."
+    y_true, runs = np.asarray(y_true), as_runs(probs)
+    if runs.shape[1] != len(y_true):
+        raise ValueError(f"{runs.shape[1]} predictions for {len(y_true)} test labels: not the same images")
+    counts = resample_counts(resample_indices(len(y_true), n_resamples, seed), len(y_true))
+    whole = [classification_metrics(y_true, p) for p in runs]
+    boot = [resampled_metrics(y_true, p, counts) for p in runs]
+    return ({m: np.array([w[m] for w in whole]) for m in METRIC_NAMES},
+            {m: np.stack([b[m] for b in boot]) for m in METRIC_NAMES})
+
+# %% ../nbs/07b_stats.ipynb #821d3058
+def summarise_runs(whole: np.ndarray, boot: np.ndarray, level: float = 0.95) -> dict:
+    "Mean over runs, the bootstrap interval of that mean, the runs' standard deviation (None for one) and values."
+    lo, hi = _interval(np.asarray(boot).mean(0), level)
+    return dict(value=float(np.mean(whole)), low=lo, high=hi,
+                std=float(np.std(whole, ddof=1)) if len(whole) > 1 else None, runs=[float(w) for w in whole])
+
 def metric_intervals(y_true: np.ndarray, probs: np.ndarray, level: float = 0.95, n_resamples: int = BOOTSTRAP_RESAMPLES,
-                     seed: int = BOOTSTRAP_SEED) -> dict[str, dict[str, float]]:
-    "Each metric's value on the test set and its bootstrap interval: {metric: {value, low, high}}."
-    y_true, probs = np.asarray(y_true), np.asarray(probs, float)
-    boot = [classification_metrics(y_true[i], probs[i]) for i in resample_indices(len(y_true), n_resamples, seed)]
-    whole = classification_metrics(y_true, probs)
-    out = {}
-    for m in METRIC_NAMES:
-        lo, hi = _interval(np.array([b[m] for b in boot]), level)
-        out[m] = dict(value=whole[m], low=lo, high=hi)
-    return out
+                     seed: int = BOOTSTRAP_SEED) -> dict[str, dict]:
+    "Each metric over the runs in `probs`: {metric: {value, low, high, std, runs}} (see `summarise_runs`)."
+    whole, boot = bootstrap_runs(y_true, probs, n_resamples, seed)
+    return {m: summarise_runs(whole[m], boot[m], level) for m in METRIC_NAMES}
 
 # %% ../nbs/07b_stats.ipynb #15d8d452
 def paired_differences(y_true: np.ndarray, probs_a: np.ndarray, probs_b: np.ndarray, level: float = 0.95,
-                       n_resamples: int = BOOTSTRAP_RESAMPLES,
-                       seed: int = BOOTSTRAP_SEED) -> dict[str, dict[str, float]]:
-    "Each metric's difference a - b on the same images and its paired bootstrap interval: {metric: {value, low, high}}."
-    y_true, probs_a, probs_b = np.asarray(y_true), np.asarray(probs_a, float), np.asarray(probs_b, float)
-    if probs_a.shape != probs_b.shape or len(y_true) != len(probs_a):
-        raise ValueError(f"paired variants need the same images: {probs_a.shape} vs {probs_b.shape}, "
-                         f"{len(y_true)} labels")
-    diffs = []
-    for i in resample_indices(len(y_true), n_resamples, seed):
-        a, b = classification_metrics(y_true[i], probs_a[i]), classification_metrics(y_true[i], probs_b[i])
-        diffs.append({m: a[m] - b[m] for m in METRIC_NAMES})
-    whole_a, whole_b = classification_metrics(y_true, probs_a), classification_metrics(y_true, probs_b)
-    out = {}
-    for m in METRIC_NAMES:
-        lo, hi = _interval(np.array([d[m] for d in diffs]), level)
-        out[m] = dict(value=whole_a[m] - whole_b[m], low=lo, high=hi)
-    return out
+                       n_resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED) -> dict[str, dict]:
+    "Each metric's difference a - b on the same images, paired by run: {metric: {value, low, high, std, runs}}."
+    runs_a, runs_b = as_runs(probs_a), as_runs(probs_b)
+    if runs_a.shape != runs_b.shape:
+        raise ValueError(f"paired variants need the same images and runs: {runs_a.shape} vs {runs_b.shape}")
+    (whole_a, boot_a), (whole_b, boot_b) = (bootstrap_runs(y_true, r, n_resamples, seed) for r in (runs_a, runs_b))
+    return {m: summarise_runs(whole_a[m] - whole_b[m], boot_a[m] - boot_b[m], level) for m in METRIC_NAMES}
 
 # %% ../nbs/07b_stats.ipynb #f40f493d
 def mcnemar_exact(correct_a: np.ndarray, correct_b: np.ndarray) -> dict:
@@ -69,12 +125,17 @@ def mcnemar_exact(correct_a: np.ndarray, correct_b: np.ndarray) -> dict:
     return dict(b=b, c=c, p=p)
 
 # %% ../nbs/07b_stats.ipynb #c611e53d
-def difference_sentence(a: str, b: str, diff: dict[str, float], mcnemar: dict, metric: str = 'accuracy') -> str:
+def difference_sentence(a: str, b: str, diff: dict, mcnemar: dict | list[dict], metric: str = 'accuracy') -> str:
     "'a vs b: +X.X points [lo, hi], McNemar p = ...' and whether the data support a difference."
     pts = lambda v: f"{100 * v:+.1f}"
-    head = (f"{a} vs {b}: {pts(diff['value'])} points of {metric} [{pts(diff['low'])}, {pts(diff['high'])}], "
-            f"McNemar p = {mcnemar['p']:.3g}")
-    if diff['low'] > 0 or diff['high'] < 0:
-        better = a if diff['value'] > 0 else b
-        return head + f". The data support a difference: {better} is better on these test images."
-    return head + ". The data do not support a difference: the interval includes zero."
+    tests, runs = [mcnemar] if isinstance(mcnemar, dict) else list(mcnemar), diff.get('runs') or [diff['value']]
+    seeds = f" (mean of {len(runs)} seeds, sd {100 * diff['std']:.1f})" if len(runs) > 1 else ''
+    ps = ', '.join(f"{t['p']:.3g}" for t in tests) + (' (per seed)' if len(tests) > 1 else '')
+    interval = f"[{pts(diff['low'])}, {pts(diff['high'])}]"
+    head = f"{a} vs {b}: {pts(diff['value'])} points of {metric} {interval}{seeds}, McNemar p = {ps}"
+    if not (diff['low'] > 0 or diff['high'] < 0):
+        return head + ". The data do not support a difference: the interval includes zero."
+    if not all(np.sign(r) == np.sign(diff['value']) for r in runs):
+        return head + ". The data do not support a difference: the seeds disagree on which variant is better."
+    better = a if diff['value'] > 0 else b
+    return head + f". The data support a difference: {better} is better on these test images."

@@ -71,7 +71,7 @@ class TrainConfig:
 PARAM_KEYS = dict(input_size='model.input_size', resize='model.resize', mean='normalize.mean', std='normalize.std',
                   lamb='loss.lamb', alpha='loss.alpha', lr='optim.lr', momentum='optim.momentum',
                   weight_decay='optim.weight_decay', step_size='optim.step_size', gamma='optim.gamma',
-                  epochs='train.epochs', batch_size='train.batch_size', seed='train.seed', device='train.device',
+                  epochs='train.epochs', batch_size='train.batch_size', device='train.device',
                   processes='train.processes')
 
 # %% ../nbs/06_train.ipynb #5d0c7a12
@@ -104,14 +104,14 @@ def check_config(cfg: TrainConfig) -> TrainConfig:
     return cfg
 
 # %% ../nbs/06_train.ipynb #5c20df12
-def train_config(params: dict, init: str, loss: str) -> TrainConfig:
-    "The `TrainConfig` of one variant (`init` x `loss`) from the sections of `params.yaml`, each key checked."
+def train_config(params: dict, init: str, loss: str, seed: int = 0) -> TrainConfig:
+    "The `TrainConfig` of one run (`init` x `loss` x `seed`) from the sections of `params.yaml`, each key checked."
     if loss not in LOSSES: raise ParamsError(f"params: unknown loss {loss!r} (choose from {list(LOSSES)})")
     kinds = {'int': int, 'float': float, 'str': str, 'tuple': list}  # field annotation -> type in YAML
     values = {f.name: get_param(params, PARAM_KEYS[f.name], kinds[f.type])
               for f in dataclasses.fields(TrainConfig) if f.name in PARAM_KEYS}
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
-    return check_config(TrainConfig(init=init, loss=loss, **values))
+    return check_config(TrainConfig(init=init, loss=loss, seed=seed, **values))
 
 # %% ../nbs/06_train.ipynb #82a006b0
 def check_subsets(manifest: pd.DataFrame, source: str | Path = 'manifest') -> pd.DataFrame:
@@ -368,7 +368,7 @@ def train(data: dict, cfg: TrainConfig, out_dir: str | Path, dataset: str = 'unk
     step_model = (DistributedDataParallel(model, device_ids=[device] if device.type == 'cuda' else None)
                   if world > 1 else model)
     meta = model_meta(cfg.input_size, cfg.resize, cfg.mean, cfg.std, init=cfg.init, loss=cfg.loss, dataset=dataset,
-                      config=_config_dict(cfg),
+                      config=_config_dict(cfg), precision='bf16 autocast' if device.type == 'cuda' else 'fp32',
                       **({'face_template': face_template} if face_template is not None else {}))
     if device.type == 'cuda': data = {k: (x.to(device), y.to(device)) for k, (x, y) in data.items()}
     live = _live(out_dir, history) if lead else None

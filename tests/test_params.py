@@ -56,6 +56,8 @@ WEIGHTS, TRAIN, DATA = ['weights', '--out', 'w'], ['train', '--init', 'scratch',
 @pytest.mark.parametrize('edit, command, message', [
     (lambda p: p['study'].update(losses=['focal']), WEIGHTS, "'study.losses' has unknown loss 'focal'"),
     (lambda p: p['study'].update(inits=['imagenet21k']), WEIGHTS, "'study.inits' has unknown initialization 'imagenet21k'"),
+    (lambda p: p['study'].update(seeds=[]), WEIGHTS, "'study.seeds' must be a non-empty list of distinct whole numbers"),
+    (lambda p: p['study'].update(seeds=['zero', 1]), WEIGHTS, "'study.seeds' must be a non-empty list"),
     (lambda p: p['optim'].update(lr='fast'), TRAIN, "'optim.lr' must be float"),
     (lambda p: p['data'].update(source='affectnet'), DATA, "'data.source' must be one of"),
 ])
@@ -66,6 +68,17 @@ def test_bad_params_fail_naming_the_key(tmp_path, edit, command, message):
     r = subprocess.run([FER, command[0], '--params', 'params.yaml', *command[1:]], capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode == 2 and message in r.stderr, r.stderr
     assert not (tmp_path / 'w').exists(), 'a failed stage left outputs behind'
+
+
+def test_an_init_that_is_not_a_resnet18_fails_before_training_naming_the_file(tmp_path):
+    import torch
+    params = load_params(ROOT / 'params.yaml')
+    params['study']['inits'] = {'scratch': 'scratch', 'mine': 'mine.pth'}
+    (tmp_path / 'params.yaml').write_text(yaml.safe_dump(params))
+    torch.save({'conv1.weight': torch.zeros(8, 3, 3, 3)}, tmp_path / 'mine.pth')
+    r = subprocess.run([FER, *WEIGHTS, '--params', 'params.yaml'], capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 2 and 'mine.pth: not a ResNet-18 checkpoint' in r.stderr, r.stderr
+    assert not (tmp_path / 'w').exists()
 
 
 def test_missing_dataset_is_named(tmp_path):

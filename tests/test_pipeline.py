@@ -16,7 +16,9 @@ BIN = Path(sys.executable).parent
 ENV = {**os.environ, 'PATH': f"{BIN}{os.pathsep}{os.environ['PATH']}"}
 
 TINY = {
-    'study': {'inits': ['imagenet', 'scratch'], 'losses': ['dacl']},
+    'study': {'inits': {'synthetic': 'models/pretrain/synthetic_pretrain.pth', 'imagenet': 'imagenet', 'scratch': 'scratch'},
+              'losses': ['dacl'], 'seeds': [0, 1]},
+    'pretrain': {'identities': 3, 'images_per_identity': 5, 'epochs': 1, 'batch_size': 8},
     'synth': {'n_train': 84, 'n_test': 28,
               'videos': [{'path': 'data/videos/demo_single.mp4', 'layout': 'single', 'duration': 2}]},
     'model': {'input_size': 32, 'resize': 37},
@@ -57,20 +59,22 @@ def test_repro_runs_the_whole_study(study):
     repo, _ = study
     comparison = (repo / 'outputs/compare/comparison.md').read_text()
     assert 'this study (synthetic)' in comparison
-    skipped = json.loads((repo / 'models/imagenet-dacl/skipped.json').read_text())
-    assert 'ImageNet ResNet-18 weights' in skipped['reason'] and 'Fix:' in skipped['reason']
-    assert not (repo / 'models/imagenet-dacl/best.pt').exists()
-    assert (repo / 'models/scratch-dacl/best.pt').exists()
-    metrics = json.loads((repo / 'outputs/eval/scratch-dacl/metrics.json').read_text())
-    assert metrics['dataset'] == 'synthetic' and 0 <= metrics['acc'] <= 1
-    assert json.loads((repo / 'outputs/eval/imagenet-dacl/metrics.json').read_text())['skipped'] is True
+    for seed in (0, 1):
+        skipped = json.loads((repo / f'models/imagenet-dacl/seed{seed}/skipped.json').read_text())
+        assert 'ImageNet ResNet-18 weights' in skipped['reason'] and 'Fix:' in skipped['reason']
+        assert not (repo / f'models/imagenet-dacl/seed{seed}/best.pt').exists()
+        assert json.loads((repo / f'outputs/eval/imagenet-dacl/seed{seed}/metrics.json').read_text())['skipped'] is True
+        for variant in ('scratch-dacl', 'synthetic-dacl'):
+            assert (repo / f'models/{variant}/seed{seed}/best.pt').exists()
+            metrics = json.loads((repo / f'outputs/eval/{variant}/seed{seed}/metrics.json').read_text())
+            assert metrics['dataset'] == 'synthetic' and 0 <= metrics['acc'] <= 1
     summary = json.loads((repo / 'outputs/webcam/demo_single/summary.json').read_text())
     assert 'synthetic' in summary['note']
 
 
-# the study report with one trained variant: accuracy bars, learning curves, confusion matrix, recall, predicted shares,
-# reliability diagram, confident mistakes; the video report: shares, timeline, participants, contact sheet, reactions
-@pytest.mark.parametrize('report, figures', [('outputs/compare', 7), ('outputs/webcam/demo_single', 5)])
+# the study report with two trained variants: seeds and intervals, learning curves, confusion matrices, recall, predicted shares,
+# reliability diagrams, confident mistakes (one figure per variant); the video report: shares, timeline, participants, contact sheet, reactions
+@pytest.mark.parametrize('report, figures', [('outputs/compare', 8), ('outputs/webcam/demo_single', 5)])
 def test_stages_write_complete_reports(study, report, figures):
     repo, _ = study
     nb = nbformat.read(repo / report / 'report.ipynb', as_version=4)
@@ -92,7 +96,23 @@ def test_after_repro_everything_is_up_to_date(study):
 def test_metrics_show_prints_the_comparison(study):
     repo, _ = study
     out = run(['dvc', 'metrics', 'show'], repo).stdout
-    assert 'outputs/eval/scratch-dacl/metrics.json' in out and 'acc' in out
+    assert 'outputs/eval/scratch-dacl/seed1/metrics.json' in out and 'acc' in out
+    assert 'outputs/comparison.json' in out and 'synthetic-dacl vs scratch-dacl.acc_difference' in out, out
+
+
+def test_the_comparison_has_seeds_intervals_and_the_paired_test(study):
+    repo, _ = study
+    comparison = (repo / 'outputs/compare/comparison.md').read_text()
+    assert comparison.count('| mean of 2 ') == 2 and 'synthetic pretraining, a stand-in for ImageNet' in comparison
+    assert 'synthetic-dacl vs scratch-dacl: ' in comparison and 'McNemar p = ' in comparison and '(per seed)' in comparison
+    stats = json.loads((repo / 'outputs/compare/statistics.json').read_text())
+    assert list(stats['variants']) == ['synthetic-dacl', 'scratch-dacl'] and stats['resamples'] == 1000
+    pair = stats['pairs']['synthetic-dacl vs scratch-dacl']
+    assert [t['seed'] for t in pair['mcnemar']] == [0, 1] and len(pair['differences']['acc']['runs']) == 2
+    headline = json.loads((repo / 'outputs/comparison.json').read_text())
+    assert headline['synthetic-dacl vs scratch-dacl']['sentence'] == pair['sentence']
+    weights = json.loads((repo / 'outputs/weights/synthetic.json').read_text())
+    assert weights['available'] and weights['what'] == 'synthetic pretraining, a stand-in for ImageNet'
 
 
 @contextlib.contextmanager
@@ -119,7 +139,8 @@ def test_editing_package_code_marks_every_stage_that_runs_it_changed(study):
     repo, _ = study
     with edited(repo / 'fer_study' / 'rafdb.py', '\n# a comment is a change too\n'):
         out = run(['dvc', 'status'], repo).stdout
-    for stage in ('data:', 'train@scratch-dacl:', 'evaluate@scratch-dacl:', 'compare:', 'webcam@demo_single:'):
+    for stage in ('data:', 'pretrain:', 'train@scratch-dacl-0:', 'evaluate@synthetic-dacl-1:', 'compare:',
+                  'webcam@demo_single:'):
         assert stage in out, out
     with edited(repo / 'nbs' / 'reports' / 'video_report.ipynb', ' '):
         out = run(['dvc', 'status'], repo).stdout
@@ -140,7 +161,7 @@ def test_plots_show_draws_curves_and_confusion_without_warnings(study, tmp_path)
     r = run(['dvc', 'plots', 'show', '-o', str(tmp_path / 'plots')], repo)
     assert 'WARNING' not in r.stdout + r.stderr and 'failed' not in r.stdout + r.stderr, r.stdout + r.stderr
     page = (tmp_path / 'plots' / 'index.html').read_text()
-    assert 'outputs/compare/curves/scratch-dacl/val/acc.tsv' in page and 'predictions.csv' in page
+    assert 'outputs/compare/curves/scratch-dacl/seed1/val/acc.tsv' in page and 'predictions.csv' in page
 
 
 def test_a_failing_report_cell_fails_the_stage_and_leaves_no_report(study):

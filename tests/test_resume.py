@@ -16,13 +16,14 @@ BIN = Path(sys.executable).parent
 ENV = {**os.environ, 'PATH': f"{BIN}{os.pathsep}{os.environ['PATH']}"}
 EPOCHS = 3
 TINY = {
-    'study': {'inits': ['scratch'], 'losses': ['dacl']},
+    'study': {'inits': ['scratch'], 'losses': ['dacl'], 'seeds': [0]},
+    'pretrain': {'identities': 2, 'images_per_identity': 5, 'epochs': 1, 'batch_size': 4},
     'synth': {'n_train': 42, 'n_test': 14, 'videos': []},
     'model': {'input_size': 32, 'resize': 37},
     'train': {'epochs': EPOCHS, 'batch_size': 8},
     'optim': {'lr': 0.001},
 }
-STAGE, MODEL = 'train@scratch-dacl', Path('models/scratch-dacl')
+STAGE, MODEL = 'train@scratch-dacl-0', Path('models/scratch-dacl/seed0')
 
 
 def run(cmd, cwd, check=True):
