@@ -136,6 +136,6 @@ def difference_sentence(a: str, b: str, diff: dict, mcnemar: dict | list[dict], 
     if not (diff['low'] > 0 or diff['high'] < 0):
         return head + ". The data do not support a difference: the interval includes zero."
     if not all(np.sign(r) == np.sign(diff['value']) for r in runs):
-        return head + ". The data do not support a difference: the seeds disagree on which variant is better."
+        return head + ". The data do not support a difference: not every seed shows it in the same direction."
     better = a if diff['value'] > 0 else b
     return head + f". The data support a difference: {better} is better on these test images."
