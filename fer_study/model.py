@@ -22,8 +22,8 @@ from .rafdb import center_crop, normalize
 # %% auto #0
 __all__ = ['FEATURE_DIM', 'IMAGENET_WEIGHTS', 'EXPECTED_CHECKPOINT', 'feature_map_size', 'attention_network', 'DACL',
            'WeightsUnavailable', 'imagenet_weights_path', 'imagenet_state_dict', 'file_state_dict', 'load_backbone',
-           'build_model', 'model_meta', 'CheckpointError', 'check_meta', 'check_weights', 'read_checkpoint',
-           'load_model', 'predict_probs']
+           'build_model', 'model_meta', 'CheckpointError', 'finite_numbers', 'check_meta', 'check_weights',
+           'read_checkpoint', 'load_model', 'predict_probs']
 
 # %% ../nbs/03_model.ipynb #6af28e31
 def feature_map_size(input_size: int) -> int:
@@ -125,7 +125,8 @@ def model_meta(input_size: int, resize: int, mean: list[float], std: list[float]
 class CheckpointError(FerStudyError):
     "A file is not a usable fer_study checkpoint."
 
-def _numbers(v, n: int) -> bool:
+def finite_numbers(v, n: int = 3) -> bool:
+    "Whether `v` is a list or tuple of `n` finite numbers (booleans are not numbers)."
     return isinstance(v, (list, tuple)) and len(v) == n and all(
         isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v)
 
@@ -142,8 +143,8 @@ def check_meta(meta, path: str | Path) -> dict:
              and len(classes) >= 2 and len(set(classes)) == len(classes), 'a list of distinct class names'),
             ('input_size', is_int(size) and size >= 1, 'a positive int'),
             ('resize', is_int(resize) and is_int(size) and resize >= size, 'an int of at least input_size'),
-            ('mean', _numbers(meta['mean'], 3), '3 numbers'),
-            ('std', _numbers(meta['std'], 3) and min(meta['std']) > 0, '3 positive numbers')):
+            ('mean', finite_numbers(meta['mean']), '3 numbers'),
+            ('std', finite_numbers(meta['std']) and min(meta['std']) > 0, '3 positive numbers')):
         if not ok:
             raise CheckpointError(f"{path}: checkpoint meta {key!r} is {reprlib.repr(meta[key])}, expected {expected}")
     return meta

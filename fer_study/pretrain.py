@@ -24,7 +24,7 @@ from torchvision.models import resnet18
 
 from .core import (CLASSES, FerStudyError, ParamsError, atomic_dir, atomic_files, get_param,
                             seed_everything, writable_dir)
-from .model import FEATURE_DIM, CheckpointError, WeightsUnavailable, file_state_dict
+from .model import FEATURE_DIM, CheckpointError, WeightsUnavailable, file_state_dict, finite_numbers
 from .rafdb import center_crop, load_images, normalize, random_five_crop_flip
 from .render import SAMPLE_INTENSITY, action_units, random_condition, random_identity, render_face
 from .synth import JPEG_QUALITY
@@ -122,10 +122,6 @@ PRETRAIN_KEYS = dict(identities='pretrain.identities', images_per_identity='pret
                      mean='normalize.mean', std='normalize.std')
 
 # %% ../nbs/06a_pretrain.ipynb #369d3134
-def _finite_numbers(v, n: int = 3) -> bool:
-    return len(v) == n and all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-                               for x in v)
-
 def check_pretrain_config(cfg: PretrainConfig) -> PretrainConfig:
     "`cfg` if it can pretrain a model, else a `ParamsError` naming the first wrong key of `params.yaml`."
     c = cfg
@@ -139,8 +135,8 @@ def check_pretrain_config(cfg: PretrainConfig) -> PretrainConfig:
             ('seed', c.seed >= 0, 'at least 0'),
             ('input_size', c.input_size >= 1, 'a positive number of pixels'),
             ('resize', c.resize >= c.input_size, f"at least 'model.input_size' ({c.input_size})"),
-            ('mean', _finite_numbers(c.mean), '3 numbers'),
-            ('std', _finite_numbers(c.std) and min(c.std) > 0, '3 positive numbers')):
+            ('mean', finite_numbers(c.mean), '3 numbers'),
+            ('std', finite_numbers(c.std) and min(c.std) > 0, '3 positive numbers')):
         if not ok: raise ParamsError(f"params: '{PRETRAIN_KEYS[name]}' must be {must}, got {getattr(c, name)!r}")
     return cfg
 

@@ -28,7 +28,7 @@ from .core import (CLASSES, DatasetError, FerStudyError, ParamsError, atomic_pat
                             seed_everything, write_text_atomic)
 from .losses import SparseCenterLoss
 from .metrics import METRIC_NAMES, best_per_metric, classification_metrics, format_block
-from .model import build_model, model_meta, predict_probs, read_checkpoint
+from .model import build_model, finite_numbers, model_meta, predict_probs, read_checkpoint
 from .rafdb import load_images, normalize, random_five_crop_flip
 
 # %% auto #0
@@ -79,16 +79,13 @@ def _require(ok: bool, cfg: TrainConfig, name: str, must: str) -> None:
     "Raise naming the params key of field `name` unless `ok`."
     if not ok: raise ParamsError(f"params: '{PARAM_KEYS[name]}' must be {must}, got {getattr(cfg, name)!r}")
 
-def _numbers(v, n: int = 3) -> bool:
-    return len(v) == n and all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v)
-
 def check_config(cfg: TrainConfig) -> TrainConfig:
     "`cfg` if every value can train a model, else an error naming the first wrong key of `params.yaml`."
     c, inf = cfg, math.inf
     _require(c.input_size >= 1, c, 'input_size', 'a positive number of pixels')
     _require(c.resize >= c.input_size, c, 'resize', f"at least 'model.input_size' ({c.input_size})")
-    _require(_numbers(c.mean), c, 'mean', '3 numbers')
-    _require(_numbers(c.std) and min(c.std) > 0, c, 'std', '3 positive numbers')
+    _require(finite_numbers(c.mean), c, 'mean', '3 numbers')
+    _require(finite_numbers(c.std) and min(c.std) > 0, c, 'std', '3 positive numbers')
     _require(0 <= c.lamb < inf, c, 'lamb', 'at least 0 (0 trains without the center loss)')
     _require(0 < c.alpha <= 1, c, 'alpha', 'in (0, 1]')
     _require(0 < c.lr < inf, c, 'lr', 'a positive number')
