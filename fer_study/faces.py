@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import importlib.util
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -17,12 +18,14 @@ import numpy as np
 from PIL import Image
 
 from .core import DatasetError, FerStudyError
+from .settings import VideoSettings, detection_width
 
 # %% auto #0
-__all__ = ['Box', 'FaceModelError', 'landmark_model_path', 'face_detector', 'landmark_predictor', 'as_rgb', 'shrink',
-           'detect_faces', 'face_landmarks', 'similarity_transform', 'align_to_template', 'align_face',
-           'crop_landmarks', 'read_rgb', 'FaceTemplateError', 'estimate_face_template', 'eye_geometry', 'Face',
-           'find_faces', 'box_iou', 'centre_shift', 'FaceTracker']
+__all__ = ['Box', 'LOCAL_FACE', 'LOCAL_MARGIN', 'REANCHOR', 'FaceModelError', 'landmark_model_path', 'face_detector',
+           'landmark_predictor', 'as_rgb', 'shrink', 'detect_faces', 'face_landmarks', 'similarity_transform',
+           'align_to_template', 'align_face', 'crop_landmarks', 'read_rgb', 'FaceTemplateError',
+           'estimate_face_template', 'eye_geometry', 'Face', 'find_faces', 'box_iou', 'centre_shift', 'FaceTracker',
+           'search_region', 'detect_near', 'anchor', 'FaceFinder']
 
 # %% ../nbs/09_faces.ipynb #8db529b3
 class FaceModelError(FerStudyError):
@@ -202,13 +205,15 @@ class FaceTracker:
     def __init__(self, min_iou: float = 0.3, max_shift: float = 0.5):
         self.min_iou, self.max_shift, self.last = min_iou, max_shift, {}  # id -> last seen box
 
+    def affinity(self, old: Box, box: Box) -> float | None:
+        "How well `box` continues a participant last seen at `old` (IoU minus centre shift); None if it cannot."
+        iou, shift = box_iou(old, box), centre_shift(old, box)
+        return iou - shift if iou >= self.min_iou or shift <= self.max_shift else None
+
     def match(self, boxes: list[Box]) -> list[int]:
         "Participant ids for `boxes`, creating new ids for unmatched boxes."
-        pairs = []
-        for tid, old in self.last.items():
-            for i, box in enumerate(boxes):
-                iou, shift = box_iou(old, box), centre_shift(old, box)
-                if iou >= self.min_iou or shift <= self.max_shift: pairs.append((iou - shift, tid, i))
+        pairs = [(a, tid, i) for tid, old in self.last.items() for i, box in enumerate(boxes)
+                 if (a := self.affinity(old, box)) is not None]
         ids, used = [-1] * len(boxes), set()
         for _, tid, i in sorted(pairs, reverse=True):
             if ids[i] == -1 and tid not in used: ids[i] = tid; used.add(tid)
@@ -221,3 +226,81 @@ class FaceTracker:
         "Set `track` on each face of one keyframe; return the faces."
         for f, tid in zip(faces, self.match([f.box for f in faces])): f.track = tid
         return faces
+
+# %% ../nbs/09_faces.ipynb #db0bdba2
+LOCAL_FACE = 90     # pixels: a followed face is searched on a crop scaled so its box is this tall (HOG: 80)
+LOCAL_MARGIN = 0.4  # of the box's side, added on each side: how far a face may move between two keyframes
+REANCHOR = 0.1      # of the box's side: a crop moves with its face once the face has moved this far from it
+
+def search_region(box: Box, width: int, height: int, margin: float = LOCAL_MARGIN) -> Box:
+    "`box` grown by `margin` of its side on each side, clipped to a `width` x `height` frame."
+    l, t, r, b = box; m = margin * max(r - l, b - t)
+    return (max(0, math.floor(l - m)), max(0, math.floor(t - m)), min(width, math.ceil(r + m)),
+            min(height, math.ceil(b + m)))
+
+# %% ../nbs/09_faces.ipynb #ee2c19e3
+def detect_near(image: np.ndarray, box: Box, detector=None) -> list[tuple[Box, float]]:
+    "Boxes and scores of the faces on a crop around `box`, scaled so a face of `box`'s size is `LOCAL_FACE` pixels."
+    image = as_rgb(image); h, w = image.shape[:2]
+    l, t, r, b = search_region(box, w, h)
+    f = LOCAL_FACE / max(1, box[2] - box[0], box[3] - box[1])
+    size = (max(1, round((r - l) * f)), max(1, round((b - t) * f)))
+    crop = np.asarray(Image.fromarray(image[t:b, l:r]).resize(size, Image.BILINEAR))
+    fx, fy = size[0] / (r - l), size[1] / (b - t)
+    return [((l + round(x0 / fx), t + round(y0 / fy), min(r, l + round(x1 / fx)), min(b, t + round(y1 / fy))), s)
+            for (x0, y0, x1, y1), s in detect_faces(crop, None, detector=detector)]
+
+# %% ../nbs/09_faces.ipynb #653e7b82
+def anchor(old: Box | None, box: Box) -> Box:
+    "The box to search around next: `old` while `box` is within `REANCHOR` of it and of about its size, else `box`."
+    if old is None: return box
+    ratio = (box[2] - box[0]) / max(1, old[2] - old[0])
+    return old if centre_shift(old, box) <= REANCHOR and 0.8 <= ratio <= 1.25 else box
+
+# %% ../nbs/09_faces.ipynb #f83661ac
+class FaceFinder:
+    "Faces of keyframes fed in time order: the whole frame searched now and then, each participant followed between."
+    def __init__(self, settings: VideoSettings = VideoSettings(), detector=None):
+        self.settings, self.detector, self.tracker = settings, detector, FaceTracker()
+        self.followed: dict[int, Box] = {}  # participants found in the last keyframe: id -> box their crop is around
+        self.last_full, self.width = None, None  # time and width of the last whole-frame search
+        self.counts = dict(keyframes=0, full_detections=0, local_searches=0, lost=0)
+
+    def __call__(self, image: np.ndarray, t: float) -> list[tuple[Box, float, int]]:
+        "Box, score and participant id of each face of the keyframe `image` at `t` seconds; left to right."
+        image = as_rgb(image); self.counts['keyframes'] += 1
+        # a time before the last search (a restarted source) searches the whole frame too
+        due = self.last_full is None or not 0 <= t - self.last_full < self.settings.detect_every
+        found = None if due else self.follow(image)
+        if found is None:
+            self.counts['lost'] += not due
+            found = self.detect(image, t)
+        self.followed = {pid: anchor(self.followed.get(pid), box) for box, _, pid in found}
+        return sorted(found, key=lambda f: (f[0][0], f[0][1]))
+
+    def detect(self, image: np.ndarray, t: float) -> list[tuple[Box, float, int]]:
+        "Search the whole frame and match its faces to participants."
+        self.width = detection_width(image.shape[1], image.shape[0], self.settings)
+        found = detect_faces(image, self.width, self.settings.upsample, detector=self.detector)
+        self.last_full = t; self.counts['full_detections'] += 1
+        return [(box, score, pid) for (box, score), pid in zip(found, self.tracker.match([b for b, _ in found]))]
+
+    def follow(self, image: np.ndarray) -> list[tuple[Box, float, int]] | None:
+        "Search near each followed participant's box; None as soon as one is not found there."
+        found = []
+        for pid, old in self.followed.items():
+            self.counts['local_searches'] += 1
+            near = [(a, box, score) for box, score in detect_near(image, old, self.detector)
+                    if (a := self.tracker.affinity(old, box)) is not None]
+            if not near: return None
+            _, box, score = max(near)
+            found.append((box, score, pid))
+        boxes = [box for box, _, _ in found]
+        if any(box_iou(a, b) > 0.5 for i, a in enumerate(boxes) for b in boxes[i + 1:]): return None  # one face, twice
+        for box, _, pid in found: self.tracker.last[pid] = box
+        return found
+
+    @property
+    def stats(self) -> dict:
+        "Counts for the summary: keyframes, whole-frame and local searches, losses; the last whole-frame width."
+        return dict(self.counts, detection_width=self.width)

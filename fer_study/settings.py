@@ -14,10 +14,11 @@ from .core import ParamsError
 DEVICES = ('auto', 'cpu', 'cuda')
 PRECISIONS = ('fast', 'fp32')
 DEFAULT_BATCH = {'cpu': 64, 'cuda': 256}  # faces per forward pass, by device type
+SCENE_MIN_GAP = 0.5  # seconds: scene-change keyframes at most two a second unless asked otherwise (see below)
 
 # %% auto #0
-__all__ = ['DEVICES', 'PRECISIONS', 'DEFAULT_BATCH', 'MAX_WINDOWS', 'VideoSettings', 'check_video_settings', 'window_count',
-           'add_video_arguments', 'video_settings_from_args']
+__all__ = ['DEVICES', 'PRECISIONS', 'DEFAULT_BATCH', 'SCENE_MIN_GAP', 'HOG_FACE', 'MAX_WINDOWS', 'VideoSettings',
+           'check_video_settings', 'detection_width', 'window_count', 'add_video_arguments', 'video_settings_from_args']
 
 # %% ../nbs/07a_settings.ipynb #61963dc9
 def _setting(default, help: str, **arg):
@@ -29,11 +30,17 @@ class VideoSettings:
     "How a video is read: keyframes, face detection, the uncertain-face threshold, summary window, model's device."
     threshold: float = _setting(0.003, "FFmpeg scene-change score above which a frame is a keyframe (the seed study's)")
     fps: float | None = _setting(None, 'a fixed keyframe rate (per second) instead of scene changes')
-    min_gap: float = _setting(0.0, 'minimum seconds between keyframes')
+    min_gap: float | None = _setting(None, f'minimum seconds between keyframes (default: {SCENE_MIN_GAP:g} with scene '
+                                     'changes, none at a fixed --fps; 0: every scene change, as the seed study)')
     conf_threshold: float = _setting(0.5, 'faces below this confidence count as uncertain')
     window: float = _setting(10.0, 'seconds per summary window')
-    detect_width: int | None = _setting(640, 'faces are searched on a copy of the frame at most this wide', type=int)
+    min_face_height: float = _setting(0.08, "smallest face to find, as a share of the frame's height (0.08: the "
+                                      'faces of a 5x5 video-call gallery); sets the detection size')
+    detect_width: int | None = _setting(None, 'search faces on a copy of the frame at most this many pixels wide '
+                                        '(unset: automatic, from --min-face-height)', type=int)
     upsample: int = _setting(0, "dlib HOG upsampling steps (0-2): smaller faces, 4x slower each", type=int)
+    detect_every: float = _setting(1.0, 'seconds between searches of the whole frame; in between, each face is '
+                                   'followed near where it was (0: the whole frame at every keyframe)')
     device: str = _setting('auto', 'where faces are classified: auto (CUDA when present), cpu or cuda', type=str,
                            choices=DEVICES)
     precision: str = _setting('fast', "fast (CPU: ONNX Runtime fp32; GPU: bf16) or fp32 (PyTorch's, the reference)",
@@ -41,7 +48,9 @@ class VideoSettings:
     batch_size: int | None = _setting(None, 'faces per forward pass (default: '
                                       f"{DEFAULT_BATCH['cpu']} on the CPU, {DEFAULT_BATCH['cuda']} on a GPU)", type=int)
 
-    def __post_init__(self): check_video_settings(self)
+    def __post_init__(self):
+        if self.min_gap is None: object.__setattr__(self, 'min_gap', SCENE_MIN_GAP if self.fps is None else 0.0)
+        check_video_settings(self)
 
     @property
     def keyframe_mode(self) -> str: return 'fixed rate' if self.fps else 'scene change'
@@ -64,14 +73,25 @@ def check_video_settings(s: VideoSettings) -> None:
     _number(s, 'min_gap', lambda v: v >= 0, 'zero or a positive number of seconds')
     _number(s, 'conf_threshold', lambda v: 0 <= v <= 1, 'a number in [0, 1]')
     _number(s, 'window', lambda v: v > 0, 'a positive, finite number of seconds')
+    _number(s, 'min_face_height', lambda v: 0 < v <= 1, "a share of the frame's height in (0, 1]")
     _number(s, 'detect_width', lambda v: v >= 32 and v == int(v), 'a whole number of pixels, at least 32',
             optional=True)
     if s.upsample not in (0, 1, 2) or isinstance(s.upsample, bool):
         raise ParamsError(f"{_flag('upsample')} must be 0, 1 or 2, got {s.upsample!r}")
+    _number(s, 'detect_every', lambda v: v >= 0, 'zero or a positive, finite number of seconds')
     for name, allowed in (('device', DEVICES), ('precision', PRECISIONS)):
         if getattr(s, name) not in allowed:
             raise ParamsError(f"{_flag(name)} must be one of {', '.join(allowed)}, got {getattr(s, name)!r}")
     _number(s, 'batch_size', lambda v: v >= 1 and v == int(v), 'a whole number of faces, at least 1', optional=True)
+
+# %% ../nbs/07a_settings.ipynb #1d307ac0
+HOG_FACE = 80  # pixels: the face box height from which dlib's HOG detector finds faces reliably
+
+def detection_width(width: int, height: int, settings: VideoSettings) -> int:
+    "Width of the copy of a `width` x `height` frame searched for faces: `detect_width`, else from `min_face_height`."
+    if settings.detect_width: return min(width, settings.detect_width)
+    smallest = settings.min_face_height * height * 2 ** settings.upsample  # each upsampling step doubles it
+    return min(width, math.ceil(width * HOG_FACE / smallest))
 
 # %% ../nbs/07a_settings.ipynb #37391802
 MAX_WINDOWS = 100_000  # one hour in windows of 36 ms

@@ -5,8 +5,8 @@
 # %% auto #0
 __all__ = ['UNCERTAIN_TREATMENT', 'SCHEMA_VERSION', 'Shares', 'keyframe_spans', 'class_index', 'share_block', 'window_seconds',
            'summarize_faces', 'ShareBlock', 'ParticipantBlock', 'WindowBlock', 'UncertainBlock', 'FaceSummary',
-           'VideoEntry', 'KeyframesEntry', 'SettingsEntry', 'InferenceEntry', 'TimingEntry', 'OutputsEntry',
-           'LiveEntry', 'VideoSummary', 'check_summary', 'read_summary']
+           'VideoEntry', 'KeyframesEntry', 'SettingsEntry', 'InferenceEntry', 'TimingEntry', 'DetectionEntry',
+           'OutputsEntry', 'LiveEntry', 'VideoSummary', 'check_summary', 'read_summary']
 
 # %% ../nbs/09a_summary.ipynb #91865039
 import json
@@ -202,6 +202,8 @@ class SettingsEntry(TypedDict):
     device: typing.NotRequired[str]          # as asked: auto, cpu or cuda (what ran is in `inference`)
     precision: typing.NotRequired[str]
     batch_size: typing.NotRequired[int | None]
+    min_face_height: typing.NotRequired[float]   # new with the automatic detection size and face following
+    detect_every: typing.NotRequired[float]
 
 class InferenceEntry(TypedDict):
     "Where and how the faces were classified (see inference): what ran, not what was asked."
@@ -214,7 +216,17 @@ class TimingEntry(TypedDict):
     "Wall time of the analysis, as a multiple of the video's duration, and per stage."
     total: float
     realtime_factor: float | None
-    stages: dict[str, float]
+    stages: dict[str, float]        # the analysing thread's wall time per stage: they add up to about `total`
+    overlapped: typing.NotRequired[bool]     # classified in a thread of its own, beside decoding and detection
+    model_seconds: typing.NotRequired[float]  # the classifier's own compute time, wherever it ran
+
+class DetectionEntry(TypedDict):
+    "How faces were found (see faces.FaceFinder): whole-frame searches, searches near a followed face, faces lost."
+    keyframes: int
+    full_detections: int
+    local_searches: int
+    lost: int
+    detection_width: int | None     # the width whole frames were searched at
 
 class OutputsEntry(TypedDict):
     "Where the result files are."
@@ -249,6 +261,7 @@ class VideoSummary(FaceSummary):
     note: typing.NotRequired[str]
     live: typing.NotRequired[LiveEntry]
     inference: typing.NotRequired[InferenceEntry]
+    detection: typing.NotRequired[DetectionEntry]
 
 # %% ../nbs/09a_summary.ipynb #b0896db3
 def _typed_dict(t) -> type | None:

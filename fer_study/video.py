@@ -8,7 +8,8 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Sequence
@@ -19,7 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .core import POSITIVE_CLASSES, FerStudyError, ParamsError, atomic_files, writable_dir
-from .faces import Face, FaceTracker, align_face, detect_faces
+from .faces import Face, FaceFinder, align_face
 from .inference import FaceInference, inference_device
 from .keyframes import Keyframe, KeyframeReport, probe_video, select_keyframes
 from .model import load_model
@@ -30,8 +31,8 @@ from .summary import SCHEMA_VERSION, VideoSummary, check_summary, keyframe_spans
 # %% auto #0
 __all__ = ['BOX_COLUMNS', 'LANDMARK_COLUMNS', 'RESULT_FILES', 'SYNTHETIC_NOTE', 'MIN_FRAME_SIDE', 'StageTimer', 'table_columns',
            'face_record', 'label_probs', 'FaceClassifier', 'video_end', 'write_results', 'face_alignment',
-           'detect_and_align', 'KeyframeAnalysis', 'analyze_video', 'output_names', 'check_videos', 'output_dirs',
-           'analyze_videos', 'format_summary']
+           'KeyframeAnalysis', 'analyze_video', 'output_names', 'check_videos', 'output_dirs', 'analyze_videos',
+           'format_summary']
 
 # %% ../nbs/10_video.ipynb #9df988e8
 class StageTimer:
@@ -71,28 +72,45 @@ def label_probs(probs: np.ndarray, classes: Sequence[str],
 
 # %% ../nbs/10_video.ipynb #0992df31
 class FaceClassifier:
-    "Collect face rows with their aligned crops; classify them a batch at a time with a checkpoint's model."
-    def __init__(self, model: torch.nn.Module | FaceInference, meta: dict, conf_threshold: float = 0.5, **inference):
+    "Collect face rows with their aligned crops; classify them a batch at a time, in a thread of their own if asked."
+    def __init__(self, model: torch.nn.Module | FaceInference, meta: dict, conf_threshold: float = 0.5,
+                 background: bool = False, **inference):
         self.model = model if isinstance(model, FaceInference) else FaceInference(model, meta, **inference)
-        self.meta, self.conf_threshold = meta, conf_threshold
-        self.rows, self.pending, self.crops = [], [], []
+        self.meta, self.conf_threshold, self.busy = meta, conf_threshold, 0.0
+        self.rows, self.pending, self.crops, self.running = [], [], [], deque()
+        self.worker = ThreadPoolExecutor(1, thread_name_prefix='classify') if background else None
 
     def add(self, record: dict, crop: np.ndarray):
-        "Queue one face; classify the queue once it holds a full batch."
+        "Queue one face; send the queue to be classified once it holds a full batch."
         self.pending.append(record)
         self.crops.append(resize_face(crop, self.meta['resize']))
-        if len(self.crops) >= self.model.batch_size: self.flush()
+        if len(self.crops) >= self.model.batch_size: self.submit()
+
+    def submit(self):
+        "Send the queued faces to be classified: to the thread if there is one (at most two batches in flight), else now."
+        if not self.crops: return
+        records, images, self.pending, self.crops = self.pending, torch.stack(self.crops), [], []
+        if self.worker is None: self.rows.extend(self._classify(records, images)); return
+        while len(self.running) >= 2: self.rows.extend(self.running.popleft().result())
+        self.running.append(self.worker.submit(self._classify, records, images))
 
     def flush(self):
-        "Classify the queued faces."
-        if not self.crops: return
-        classes = self.meta['classes']
-        probs = self.model(torch.stack(self.crops)).numpy().astype(np.float64)
+        "Classify every queued face and wait until all are in `rows`."
+        self.submit()
+        while self.running: self.rows.extend(self.running.popleft().result())
+
+    def close(self):
+        "Stop the thread (after the batch it is on)."
+        if self.worker: self.worker.shutdown(cancel_futures=True)
+
+    def _classify(self, records: list[dict], images: torch.Tensor) -> list[dict]:
+        start, classes = time.perf_counter(), self.meta['classes']
+        probs = self.model(images).numpy().astype(np.float64)
         labels, conf, uncertain = label_probs(probs, classes, self.conf_threshold)
-        for rec, p, lab, c, u in zip(self.pending, probs, labels, conf, uncertain):
-            self.rows.append({**rec, **dict(zip(classes, np.round(p, 6).tolist())), 'label': lab,
-                              'confidence': round(float(c), 6), 'uncertain': bool(u)})
-        self.pending, self.crops = [], []
+        rows = [{**rec, **dict(zip(classes, np.round(p, 6).tolist())), 'label': lab, 'confidence': round(float(c), 6),
+                 'uncertain': bool(u)} for rec, p, lab, c, u in zip(records, probs, labels, conf, uncertain)]
+        self.busy += time.perf_counter() - start
+        return rows
 
 # %% ../nbs/10_video.ipynb #063fb73e
 def video_end(report: KeyframeReport) -> float:
@@ -125,13 +143,6 @@ def face_alignment(meta: dict) -> tuple[np.ndarray | None, dict]:
                             f"got {meta['face_template']!r}")
     return template, dict(method='template', template=template.round(4).tolist())
 
-# %% ../nbs/10_video.ipynb #29bc91b2
-def detect_and_align(image: np.ndarray, detect_width: int | None, upsample: int, timer: StageTimer,
-                     template: np.ndarray | None = None) -> list[Face]:
-    "The faces of one keyframe, aligned to `template` (None: dlib's face chip); detection and alignment timed apart."
-    with timer('detect'): found = detect_faces(image, detect_width, upsample)
-    with timer('align'): return [Face(box, score, *align_face(image, box, template=template)) for box, score in found]
-
 # %% ../nbs/10_video.ipynb #8e09cb49
 SYNTHETIC_NOTE = ("This model was trained on the synthetic face set (fer_study.synth), not on RAF-DB: its predictions "
                   "on real faces mean nothing. Use a checkpoint trained on RAF-DB to analyse real recordings.")
@@ -148,18 +159,21 @@ def _json_safe(x):
 
 class KeyframeAnalysis:
     "Per-keyframe half of an analysis, fed a keyframe at a time (file or live source): faces found, tracked, queued."
-    def __init__(self, name: str, model: torch.nn.Module | FaceInference, meta: dict, settings: VideoSettings):
+    def __init__(self, name: str, model: torch.nn.Module | FaceInference, meta: dict, settings: VideoSettings,
+                 background: bool = False):
         self.name, self.meta, self.settings, s = name, meta, settings, settings
         self.template, self.alignment = face_alignment(meta)
-        self.timer, self.tracker = StageTimer(), FaceTracker()
-        self.classifier = FaceClassifier(model, meta, s.conf_threshold, device=s.device, precision=s.precision,
-                                         batch_size=s.batch_size)
+        self.timer, self.finder = StageTimer(), FaceFinder(s)
+        self.classifier = FaceClassifier(model, meta, s.conf_threshold, background, device=s.device,
+                                         precision=s.precision, batch_size=s.batch_size)
         self.keyframes = []
 
     def add(self, kf: Keyframe) -> list[Face]:
         "Find, align and track the faces of one keyframe and queue them for classification; return them."
-        s = self.settings
-        faces = self.tracker.update(detect_and_align(kf.image, s.detect_width, s.upsample, self.timer, self.template))
+        with self.timer('detect'): found = self.finder(kf.image, kf.time)
+        with self.timer('align'):
+            faces = [Face(box, score, *align_face(kf.image, box, template=self.template), track=participant)
+                     for box, score, participant in found]
         self.keyframes.append(dict(time=round(kf.time, 4), frame=kf.index, faces=len(faces)))
         with self.timer('classify'):
             for f in faces: self.classifier.add(face_record(self.name, kf.index, kf.time, f), f.crop)
@@ -182,7 +196,8 @@ class KeyframeAnalysis:
         summary = dict(schema_version=SCHEMA_VERSION, video=video,
                        keyframes=dict(keyframes, with_faces=int((kf_table['faces'] > 0).sum())),
                        settings=dict(s.as_dict(), keyframe_mode=s.keyframe_mode), alignment=self.alignment,
-                       model=dict(self.meta), inference=self.classifier.model.record(), faces_found=bool(len(table)),
+                       model=dict(self.meta), inference=self.classifier.model.record(), detection=self.finder.stats,
+                       faces_found=bool(len(table)),
                        **summarize_faces(table, self.meta['classes'], s.window, end))
         if not len(table):
             summary['message'] = (f"no faces were found in {len(kf_table)} keyframe{'s' * (len(kf_table) != 1)} "
@@ -190,7 +205,9 @@ class KeyframeAnalysis:
         if self.meta.get('dataset') == 'synthetic': summary['note'] = SYNTHETIC_NOTE
         summary['timing'] = dict(total=round(seconds, 3),
                                  realtime_factor=round(end / seconds, 2) if seconds > 0 else None,
-                                 stages={k: round(v, 3) for k, v in self.timer.seconds.items()})
+                                 stages={k: round(v, 3) for k, v in self.timer.seconds.items()},
+                                 overlapped=self.classifier.worker is not None,
+                                 model_seconds=round(self.classifier.busy, 3))
         summary['outputs'] = dict(folder=str(out_dir), **{n.split('.')[0]: str(out_dir/n) for n in RESULT_FILES})
         summary = _json_safe(summary)
         check_summary(summary)  # what is written is what VideoSummary defines, key for key
@@ -204,17 +221,20 @@ def analyze_video(path: str | Path, model: torch.nn.Module | FaceInference, meta
     path, out_dir, start = Path(path), writable_dir(out_dir), time.perf_counter()
     stream = select_keyframes(path, s.threshold, s.fps, s.min_gap)
     window_count(stream.info.duration, s.window)
-    run = KeyframeAnalysis(path.name, model, meta, s)
+    run = KeyframeAnalysis(path.name, model, meta, s, background=True)
     total = stream.info.duration if math.isfinite(stream.info.duration) else None
     frames = iter(stream)
-    with tqdm(total=total and round(total, 1), unit='s', desc=path.name, disable=not progress, leave=False) as bar:
-        while True:
-            with run.timer('decode+select'): kf = next(frames, None)
-            if kf is None: break
-            run.add(kf)
-            if total: bar.update(round(min(kf.time, total) - bar.n, 1))
-    report, end = stream.report, video_end(stream.report)
-    table, kf_table = run.tables(end)
+    try:
+        with tqdm(total=total and round(total, 1), unit='s', desc=path.name, disable=not progress,
+                  leave=False) as bar:
+            while True:
+                with run.timer('decode+select'): kf = next(frames, None)
+                if kf is None: break
+                run.add(kf)
+                if total: bar.update(round(min(kf.time, total) - bar.n, 1))
+        report, end = stream.report, video_end(stream.report)
+        table, kf_table = run.tables(end)
+    finally: run.classifier.close()
     video = dict(path=str(path), name=path.name, **{k: v for k, v in vars(stream.info).items() if k != 'path'})
     summary = run.summary(table, kf_table, end, video, report.as_dict(), out_dir, time.perf_counter() - start)
     write_results(out_dir, table, kf_table, summary)
