@@ -21,9 +21,9 @@ from .live import add_live_command  # light: live imports its heavy parts when i
 from .settings import add_video_arguments, video_settings_from_args
 
 # %% auto #0
-__all__ = ['SOURCES', 'INIT_NAME', 'LAUNCHER_PID', 'dataset_kind', 'data_root', 'training_face_template', 'run_data',
-           'use_weights_dir', 'sha256', 'weights_record', 'check_init', 'study_inits', 'study_seeds', 'Study',
-           'study_design', 'run_weights', 'load_manifest', 'check_processes', 'run_train', 'launch_workers',
+__all__ = ['SOURCES', 'INIT_NAME', 'LAUNCHER_PID', 'ANALYZE_EPILOG', 'dataset_kind', 'data_root', 'training_face_template',
+           'run_data', 'use_weights_dir', 'sha256', 'weights_record', 'check_init', 'study_inits', 'study_seeds',
+           'Study', 'study_design', 'run_weights', 'load_manifest', 'check_processes', 'run_train', 'launch_workers',
            'train_worker', 'run_evaluate', 'collect_curves', 'init_labels', 'run_compare', 'run_materialize', 'main']
 
 # %% ../nbs/11_cli.ipynb #408a83c3
@@ -317,6 +317,10 @@ def run_materialize(params: dict, data_dir: str | Path = 'data') -> bool:
     return True
 
 # %% ../nbs/11_cli.ipynb #e9db880b
+ANALYZE_EPILOG = ("Each video fails alone: the others are still analysed and written. Exit status: 0 when every "
+                  "video was analysed; 2 when any failed (each named on stderr: 'error: <file>: <message>') or the "
+                  "run could not start (a path, the model, a setting); 130 when interrupted.")
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='fer-study', description='DACL facial expression recognition study.')
     sub = p.add_subparsers(dest='command', required=True)
@@ -343,13 +347,16 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument('--out', default='outputs/compare')
     s.add_argument('--no-report', action='store_true', help='the table only')
     s.add_argument('--metrics', type=Path, help='also write the headline figures here (for dvc metrics show)')
-    def video_cmd(name, help):
-        s = sub.add_parser(name, help=help)
-        s.add_argument('videos', nargs='+', type=Path)
+    def video_cmd(name, help, **kw):
+        s = sub.add_parser(name, help=help, **kw)
+        s.add_argument('videos', nargs='+', type=Path, help='video files, or folders: the videos directly in each')
         s.add_argument('--model', required=True, type=Path); s.add_argument('--out', required=True, type=Path)
         add_video_arguments(s)
         return s
-    video_cmd('analyze', 'read the emotions in videos').add_argument('--no-progress', action='store_true')
+    s = video_cmd('analyze', 'read the emotions in videos', epilog=ANALYZE_EPILOG)
+    s.add_argument('--jobs', type=int, default=1, help='videos analysed at once, each in a process of its own with '
+                   'its share of the CPUs (default: 1, one process, the model loaded once)')
+    s.add_argument('--no-progress', action='store_true')
     video_cmd('report', 'a report (notebook and HTML) on each video, run with papermill').add_argument(
         '--title', default='How the audience felt')
     add_live_command(sub)
@@ -360,16 +367,21 @@ def _run(a: argparse.Namespace) -> int | None:
     if a.command == 'live':
         from fer_study.live import run_live
         return run_live(a)
+    if a.command in ('analyze', 'report'):
+        from fer_study.batch import video_files  # light: batch imports its heavy parts when it analyses
+        settings, videos = video_settings_from_args(a), video_files(a.videos)  # checked before anything heavy loads
     if a.command == 'analyze':
-        settings = video_settings_from_args(a)  # checked before anything heavy is imported
-        from fer_study.video import analyze_videos, format_summary
-        for s in analyze_videos(a.videos, a.model, a.out, settings, progress=not a.no_progress):
-            print(format_summary(s))
-        return
+        from fer_study.batch import analyze_many
+        outcomes = analyze_many(videos, a.model, a.out, settings, a.jobs, progress=not a.no_progress)
+        from fer_study.video import format_summary
+        for o in outcomes:
+            if o.summary: print(format_summary(o.summary))
+        for o in outcomes:
+            if o.error: print(f'error: {o.error}', file=sys.stderr)
+        return 2 if any(o.error for o in outcomes) else None
     if a.command == 'report':
-        settings = video_settings_from_args(a)
         from fer_study.report import report_videos
-        for page in report_videos(a.videos, a.model, a.out, a.title, settings): print(f"[*] report: {page}")
+        for page in report_videos(videos, a.model, a.out, a.title, settings): print(f"[*] report: {page}")
         return
     params = load_params(a.params)
     if a.command == 'materialize': run_materialize(params, a.data)

@@ -212,12 +212,12 @@ def report_videos(videos: Sequence[str | Path], model: str | Path, out_dir: str 
                   title: str = 'How the audience felt', settings: VideoSettings = VideoSettings()) -> list[Path]:
     "A video report per video into `out_dir/<stem>/`, read with `settings`; return the HTML pages."
     from fer_study.model import read_checkpoint
-    from fer_study.video import check_videos, output_dirs
+    from fer_study.video import check_videos, output_dirs, output_names
     videos = check_videos(videos, settings)
     read_checkpoint(model)
     template = template_path('video')
     common = dict(settings=settings.as_dict(), model=str(model), title=title)
-    with output_dirs(videos, out_dir) as dirs:  # writable before any video is read; empty ones it made go on failure
+    with output_dirs(output_names(videos), out_dir) as dirs:  # writable before any video is read; empty ones it made go on failure
         return [run_report(template, d, dict(common, video=str(v), out=str(d)), title=f'{title}: {v.name}')
                 for v, d in zip(videos, dirs)]
 

@@ -31,8 +31,8 @@ from .summary import SCHEMA_VERSION, VideoSummary, check_summary, keyframe_spans
 # %% auto #0
 __all__ = ['BOX_COLUMNS', 'LANDMARK_COLUMNS', 'RESULT_FILES', 'SYNTHETIC_NOTE', 'MIN_FRAME_SIDE', 'StageTimer', 'table_columns',
            'face_record', 'label_probs', 'FaceClassifier', 'video_end', 'write_results', 'face_alignment',
-           'KeyframeAnalysis', 'analyze_video', 'output_names', 'check_videos', 'output_dirs', 'analyze_videos',
-           'format_summary']
+           'KeyframeAnalysis', 'analyze_video', 'output_names', 'check_videos', 'output_dirs', 'load_engine',
+           'analyze_videos', 'format_summary']
 
 # %% ../nbs/10_video.ipynb #9df988e8
 class StageTimer:
@@ -269,9 +269,9 @@ def check_videos(videos: Sequence[str | Path], settings: VideoSettings = VideoSe
 
 # %% ../nbs/10_video.ipynb #3240f833
 @contextmanager
-def output_dirs(videos: Sequence[Path], out_dir: str | Path):
-    "Yield each video's folder `out_dir/<name>`, made if needed and writable; on failure remove the empty ones it made."
-    dirs = [Path(out_dir)/name for name in output_names(videos)]
+def output_dirs(names: Sequence[str], out_dir: str | Path):
+    "Yield the folders `out_dir/<name>`, made if needed and writable; on failure remove the empty ones it made."
+    dirs = [Path(out_dir)/name for name in names]
     made = [d for d in dirs if not d.exists()]
     try: yield [writable_dir(d, 'output folder') for d in dirs]
     except BaseException:
@@ -280,16 +280,21 @@ def output_dirs(videos: Sequence[Path], out_dir: str | Path):
             except OSError: pass
         raise
 
+# %% ../nbs/10_video.ipynb #e35206f1
+def load_engine(model_path: str | Path, settings: VideoSettings = VideoSettings()) -> tuple[FaceInference, dict]:
+    "The classifier of the checkpoint at `model_path` on the settings' device and precision, and its meta."
+    model, meta = load_model(model_path)
+    meta = {**meta, 'checkpoint': str(model_path)}
+    return FaceInference(model, meta, settings.device, settings.precision, settings.batch_size), meta
+
 # %% ../nbs/10_video.ipynb #4806bd42
 def analyze_videos(videos: Sequence[str | Path], model_path: str | Path, out_dir: str | Path,
                    settings: VideoSettings = VideoSettings(), progress: bool = True) -> list[VideoSummary]:
     "Analyse each video with the checkpoint at `model_path` (loaded once) into `out_dir/<stem>/`; return the summaries."
     videos = check_videos(videos, settings)
-    model, meta = load_model(model_path)
-    meta = {**meta, 'checkpoint': str(model_path)}
-    run = FaceInference(model, meta, settings.device, settings.precision, settings.batch_size)
-    with output_dirs(videos, out_dir) as dirs:
-        return [analyze_video(v, run, meta, d, settings, progress=progress) for v, d in zip(videos, dirs)]
+    engine, meta = load_engine(model_path, settings)
+    with output_dirs(output_names(videos), out_dir) as dirs:
+        return [analyze_video(v, engine, meta, d, settings, progress=progress) for v, d in zip(videos, dirs)]
 
 # %% ../nbs/10_video.ipynb #fb86fca0
 def _pct(x: float | None) -> str: return '   -  ' if x is None else f'{100 * x:5.1f}%'
