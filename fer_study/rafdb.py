@@ -12,7 +12,6 @@ import pandas as pd
 import torch
 import torchvision.transforms.functional as TF
 from PIL import Image
-from sklearn.model_selection import train_test_split
 
 from .core import CLASSES, DatasetError, atomic_path
 
@@ -88,6 +87,7 @@ def split_train_val(df: pd.DataFrame, val_fraction: float = 0.1, seed: int = 0) 
     if n_val >= len(train):
         raise DatasetError(f"train split has {len(train)} images: too few to hold out a validation split")
     strat = train.label if train.label.value_counts().min() >= 2 else None
+    from sklearn.model_selection import train_test_split  # a second to import: only training needs it
     _, val_idx = train_test_split(train.index, test_size=n_val, random_state=seed, stratify=strat)
     out.loc[val_idx, 'subset'] = 'val'
     return out

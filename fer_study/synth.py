@@ -12,7 +12,7 @@ import math
 import os
 import subprocess
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -25,9 +25,10 @@ from .render import Condition, Identity, action_units, background_image, draw_pe
 from .render import sample_face  # the faces of the dataset; other modules import it from here too
 
 # %% auto #0
-__all__ = ['RAF_COUNTS', 'JPEG_QUALITY', 'GENERATOR_VERSION', 'MARKER_FILE', 'FRAME_SIZE', 'BLINK_GAP', 'BLINK_HALF',
-           'TILE_FACE_HALF_WIDTH', 'CAMERA_NOISE', 'class_counts', 'is_synthetic', 'make_synthetic_rafdb', 'Segment',
-           'emotion_timeline', 'expression_at', 'truth_paths', 'make_demo_video']
+__all__ = ['RAF_COUNTS', 'JPEG_QUALITY', 'GENERATOR_VERSION', 'MARKER_FILE', 'FRAME_SIZE', 'TILE_GAP', 'BLINK_GAP', 'BLINK_HALF',
+           'TILE_FACE_HALF_WIDTH', 'CAMERA_OFF', 'CAMERA_NOISE', 'WEBCAM_GAIN', 'WEBCAM_NOISE', 'WEBCAM_SHAKE',
+           'class_counts', 'is_synthetic', 'make_synthetic_rafdb', 'Segment', 'emotion_timeline', 'expression_at',
+           'gallery_tiles', 'Shot', 'webcam_shots', 'truth_paths', 'make_demo_video', 'make_gallery_video']
 
 # %% ../nbs/02_synth.ipynb #8af44e8f
 RAF_COUNTS: dict[str, tuple[int, ...]] = {'train': (1290, 281, 717, 4772, 1982, 705, 2524),
@@ -129,15 +130,23 @@ def expression_at(segments: list[Segment], aus: list[dict], t: float, transition
 
 # %% ../nbs/02_synth.ipynb #9134f382
 FRAME_SIZE = (640, 360)
-_LAYOUTS = {'single': ((0, 0, *FRAME_SIZE),),
-            'grid': ((0, 0, 319, 179), (321, 0, 640, 179), (0, 181, 319, 360), (321, 181, 640, 360))}
+TILE_GAP = 2
+_LAYOUTS = {'single': (1, 1), 'grid': (2, 2)}
+
+def gallery_tiles(rows: int, cols: int, size: tuple[int, int] = FRAME_SIZE, gap: int = TILE_GAP) -> list[tuple]:
+    "Rectangles (x0, y0, x1, y1) of a `rows` x `cols` gallery filling a frame of `size`, `gap` pixels apart."
+    xs = [c * (size[0] + gap) // cols for c in range(cols + 1)]
+    ys = [r * (size[1] + gap) // rows for r in range(rows + 1)]
+    return [(xs[c], ys[r], xs[c + 1] - gap, ys[r + 1] - gap) for r in range(rows) for c in range(cols)]
+
+# %% ../nbs/02_synth.ipynb #e00520b3
 BLINK_GAP = (2.0, 5.5)
 BLINK_HALF = 0.09
 
 @dataclass(frozen=True)
 class _Participant:
     name: str; identity: Identity; glasses: bool; background: int; segments: list; aus: list; blinks: np.ndarray
-    phase: np.ndarray
+    phase: np.ndarray; join: float = 0.0
 
 def _participant(rng: np.random.Generator, name: str, duration: float) -> _Participant:
     "A video-call participant: a person, a virtual background, a script, blink times and head-motion phases."
@@ -156,16 +165,36 @@ def _frame_condition(p: _Participant, t: float) -> Condition:
                      shift=(sway(0.04, 5.3, ph[2]), sway(0.03, 3.9, ph[3])), scale=1 + sway(0.03, 8.1, ph[0]),
                      gaze=(0.3 * math.sin(t / 1.7 + ph[3]), 0.), blink=min(1.0, blink), glasses=p.glasses)
 
+# %% ../nbs/02_synth.ipynb #f702b0ce
+def _participants(seed: int, n: int, duration: float, joins: dict[str, float] | None = None) -> list[_Participant]:
+    "The `n` participants of a call, P1 to P`n`, each joining at the second `joins` gives (by name) or at the start."
+    rng = np.random.default_rng([seed, 3, n])
+    people = [_participant(rng, f'P{k + 1}', duration) for k in range(n)]
+    joins = joins or {}
+    unknown = sorted(set(joins) - {p.name for p in people})
+    if unknown: raise ValueError(f"joins names {unknown}, but the participants are P1 to P{n}")
+    late = {k: v for k, v in joins.items() if not 0 <= v < duration}
+    if late: raise ValueError(f"join times must lie in [0, {duration:g}) seconds (the video), got {late}")
+    return [replace(p, join=float(joins.get(p.name, 0.0))) for p in people]
+
 # %% ../nbs/02_synth.ipynb #a0b2e973
 TILE_FACE_HALF_WIDTH = 0.56
-CAMERA_NOISE = 2.5
+CAMERA_OFF = (38, 40, 46)
 
-def _render_frame(people: list[_Participant], tiles: list[Image.Image], layout: str, t: float,
-                  noise_seed: list) -> tuple[np.ndarray, list]:
-    "One video frame at `t` seconds and, per participant, the face box and the emotion shown."
-    frame = Image.new('RGB', FRAME_SIZE, (28, 28, 32))
-    truth = []
-    for p, tile, (x0, y0, x1, y1) in zip(people, tiles, _LAYOUTS[layout]):
+def _camera_off(frame: Image.Image, p: _Participant, rect: tuple):
+    "A tile with the camera off: dark, with a disc in the participant's colour."
+    x0, y0, x1, y1 = rect
+    cx, cy, r = (x0 + x1) // 2, (y0 + y1) // 2, (y1 - y0) // 6
+    draw = ImageDraw.Draw(frame)
+    draw.rectangle((x0, y0, x1 - 1, y1 - 1), fill=CAMERA_OFF)
+    draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=tuple(int(c) for c in p.identity.clothes))
+
+def _paint_tile(frame: Image.Image, p: _Participant, tile: Image.Image, rect: tuple, t: float) -> tuple | None:
+    "Paint `p` at `t` seconds into `rect` of `frame`; return their truth row (name, box, emotion), None before joining."
+    x0, y0, x1, y1 = rect
+    row = None
+    if t < p.join: _camera_off(frame, p, rect)
+    else:
         w, h = x1 - x0, y1 - y0
         canvas = tile.copy()
         aus, emotion = expression_at(p.segments, p.aus, t)
@@ -175,18 +204,61 @@ def _render_frame(people: list[_Participant], tiles: list[Image.Image], layout: 
         frame.paste(canvas.reduce(2), (x0, y0))
         bx0, by0 = outline.min(0) / 2 + (x0, y0)
         bx1, by1 = outline.max(0) / 2 + (x0, y0)
-        truth.append((p.name, int(bx0), int(by0), int(math.ceil(bx1)), int(math.ceil(by1)), emotion))
-        ImageDraw.Draw(frame).text((x0 + 8, y1 - 18), p.name, fill=(235, 235, 235))
-    noise = np.random.default_rng(noise_seed).normal(0, CAMERA_NOISE, (FRAME_SIZE[1], FRAME_SIZE[0], 3))
-    arr = np.asarray(frame, np.float32) + noise.astype(np.float32)
+        row = (p.name, int(bx0), int(by0), int(math.ceil(bx1)), int(math.ceil(by1)), emotion)
+    ImageDraw.Draw(frame).text((x0 + 8, y1 - 18), p.name, fill=(235, 235, 235))
+    return row
+
+# %% ../nbs/02_synth.ipynb #e234e59d
+CAMERA_NOISE = 2.5
+
+@dataclass(frozen=True)
+class Shot:
+    "The camera at one frame: exposure gain, sensor noise (standard deviation, grey levels), shake (whole pixels)."
+    gain: float = 1.0; noise: float = CAMERA_NOISE; shake: tuple = (0, 0)
+
+def _shake(arr: np.ndarray, truth: list, dx: int, dy: int) -> tuple[np.ndarray, list]:
+    "The frame moved by (`dx`, `dy`) pixels, edges repeated, and its truth boxes moved with it (kept in the frame)."
+    h, w = arr.shape[:2]
+    pad = np.pad(arr, ((abs(dy), abs(dy)), (abs(dx), abs(dx)), (0, 0)), mode='edge')
+    arr = pad[abs(dy) - dy:abs(dy) - dy + h, abs(dx) - dx:abs(dx) - dx + w]
+    move = lambda v, d, hi: min(hi, max(0, v + d))
+    return arr, [(n, move(a, dx, w), move(b, dy, h), move(c, dx, w), move(d, dy, h), e) for n, a, b, c, d, e in truth]
+
+# %% ../nbs/02_synth.ipynb #2a1d8e85
+def _render_frame(people: list[_Participant], tiles: list[Image.Image], rects: list[tuple], size: tuple, t: float,
+                  noise_seed: list, shot: Shot = Shot()) -> tuple[np.ndarray, list]:
+    "One video frame at `t` seconds and, per visible participant, the face box and the emotion shown."
+    frame = Image.new('RGB', size, (28, 28, 32))
+    truth = []
+    for p, tile, rect in zip(people, tiles, rects):
+        row = _paint_tile(frame, p, tile, rect, t)
+        if row: truth.append(row)
+    noise = np.random.default_rng(noise_seed).normal(0, shot.noise, (size[1], size[0], 3))
+    arr = np.asarray(frame, np.float32) * np.float32(shot.gain) + noise.astype(np.float32)
+    if shot.shake != (0, 0): arr, truth = _shake(arr, truth, *shot.shake)
     return arr.clip(0, 255).astype(np.uint8), truth
 
+# %% ../nbs/02_synth.ipynb #c32e8991
+WEBCAM_GAIN = (0.011, 0.6)  # the auto-exposure gain's step (standard deviation) and how much of its deviation stays
+WEBCAM_NOISE = (2.0, 4.5)   # range of the sensor noise's standard deviation per frame, grey levels
+WEBCAM_SHAKE = 0.4          # standard deviation of the shake, pixels (rounded to whole pixels)
+
+def webcam_shots(seed: int, n: int) -> list[Shot]:
+    "`n` frames of a real webcam's camera: auto-exposure that hunts, noise whose strength varies, a slight shake."
+    rng = np.random.default_rng([seed, 7])
+    shots, g = [], 0.0
+    for _ in range(n):
+        g = WEBCAM_GAIN[1] * g + rng.normal(0, WEBCAM_GAIN[0])
+        noise, shake = rng.uniform(*WEBCAM_NOISE), rng.normal(0, WEBCAM_SHAKE, 2).round().astype(int)
+        shots.append(Shot(1 + g, noise, (int(shake[0]), int(shake[1]))))
+    return shots
+
 # %% ../nbs/02_synth.ipynb #e58870ce
-def _encode(frames, path: Path, fps: int, comment: str):
-    "Pipe RGB frames into the bundled FFmpeg: H.264, yuv420p, `FRAME_SIZE`."
+def _encode(frames, path: Path, fps: int, comment: str, size: tuple = FRAME_SIZE):
+    "Pipe RGB frames of `size` into the bundled FFmpeg: H.264, yuv420p."
     import imageio_ffmpeg
     cmd = [imageio_ffmpeg.get_ffmpeg_exe(), '-y', '-loglevel', 'error', '-f', 'rawvideo', '-pix_fmt', 'rgb24',
-           '-s', '{}x{}'.format(*FRAME_SIZE), '-r', str(fps), '-i', '-', '-c:v', 'libx264', '-preset', 'medium',
+           '-s', '{}x{}'.format(*size), '-r', str(fps), '-i', '-', '-c:v', 'libx264', '-preset', 'medium',
            '-crf', '20', '-pix_fmt', 'yuv420p', '-threads', '1', '-fflags', '+bitexact', '-map_metadata', '-1',
            '-metadata', f'comment={comment}', '-movflags', '+faststart', '-f', 'mp4', str(path)]
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -198,13 +270,25 @@ def _encode(frames, path: Path, fps: int, comment: str):
         proc.wait()
     if proc.returncode: raise RuntimeError(f"ffmpeg failed on {path}: {err.strip()}")
 
+# %% ../nbs/02_synth.ipynb #3735254c
+@dataclass(frozen=True)
+class _Call:
+    "A video call to render: its participants in their tiles, frame size and rate, the camera, the truth's extras."
+    generator: str; layout: str; seed: int; fps: int; frames: int; size: tuple; rects: list; people: list
+    shots: list | None = None; extra: dict | None = None  # extra: keys of the truth summary beyond the common ones
+
+    def frame(self, i: int, tiles: list[Image.Image]) -> tuple[np.ndarray, list]:
+        "Frame `i` (painted on the background `tiles`) and its truth rows."
+        shot = self.shots[i] if self.shots else Shot()
+        return _render_frame(self.people, tiles, self.rects, self.size, i / self.fps, [self.seed, 4, i], shot)
+
 # %% ../nbs/02_synth.ipynb #80fcf924
 def truth_paths(video: str | Path) -> tuple[Path, Path]:
     "Where a demo video's ground truth lies: the per-frame CSV and the summary JSON."
     video = Path(video)
     return video.with_suffix('.truth.csv'), video.with_suffix('.truth.json')
 
-def _write_truth(path: Path, rows: list, people: list, layout: str, seed: int, fps: int, n: int):
+def _write_truth(path: Path, rows: list, call: _Call):
     "Per-frame boxes and emotions (CSV) and each emotion's true share of the video (JSON), beside `path`."
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator='\n')
@@ -212,33 +296,63 @@ def _write_truth(path: Path, rows: list, people: list, layout: str, seed: int, f
     w.writerows(rows)
     write_text_atomic(truth_paths(path)[0], buf.getvalue())
     share = lambda es: {c: round(es.count(c) / max(1, len(es)), 6) for c in CLASSES}
-    summary = dict(synthetic=True, generator='fer_study.synth.make_demo_video', generator_version=GENERATOR_VERSION,
-                   video=path.name, layout=layout, seed=seed, fps=fps, frames=n, size=list(FRAME_SIZE),
-                   participants=[p.name for p in people], share=share([r[-1] for r in rows]),
+    people = call.people
+    summary = dict(synthetic=True, generator=f'fer_study.synth.{call.generator}', generator_version=GENERATOR_VERSION,
+                   video=path.name, layout=call.layout, seed=call.seed, fps=call.fps, frames=call.frames,
+                   size=list(call.size), participants=[p.name for p in people], share=share([r[-1] for r in rows]),
                    share_per_participant={p.name: share([r[-1] for r in rows if r[2] == p.name]) for p in people},
                    timeline={p.name: [[round(s.start, 3), round(s.end, 3), s.emotion] for s in p.segments]
-                             for p in people})
+                             for p in people}, **(call.extra or {}))
     write_text_atomic(truth_paths(path)[1], json.dumps(summary, indent=1) + '\n')
 
-# %% ../nbs/02_synth.ipynb #1dd708b0
-def make_demo_video(path: str | Path, layout: str = 'single', seed: int = 0, duration: float = 24.0,
-                    fps: int = 25) -> Path:
-    "Write a synthetic video call (`layout` 'single' or 'grid') to `path` (MP4) with its ground truth; return `path`."
-    if layout not in _LAYOUTS: raise ValueError(f"layout must be one of {list(_LAYOUTS)}, got {layout!r}")
-    path = Path(path)
-    rng = np.random.default_rng([seed, 3, len(_LAYOUTS[layout])])
-    people = [_participant(rng, f'P{k + 1}', duration) for k in range(len(_LAYOUTS[layout]))]
+# %% ../nbs/02_synth.ipynb #3188fe32
+def _make_video(path: Path, call: _Call) -> Path:
+    "Render, encode and write the ground truth of `call` to `path`; return `path`."
     tiles = [background_image(p.background, 2 * (x1 - x0), 2 * (y1 - y0))
-             for p, (x0, y0, x1, y1) in zip(people, _LAYOUTS[layout])]
-    n = int(round(duration * fps))
+             for p, (x0, y0, x1, y1) in zip(call.people, call.rects)]
     rows = []
     def frames():
-        for i in range(n):
-            arr, truth = _render_frame(people, tiles, layout, i / fps, [seed, 4, i])
-            rows.extend((i, round(i / fps, 4), *box) for box in truth)
+        for i in range(call.frames):
+            arr, truth = call.frame(i, tiles)
+            rows.extend((i, round(i / call.fps, 4), *box) for box in truth)
             yield arr
-    comment = (f'SYNTHETIC demo video (fer_study.synth {GENERATOR_VERSION}, layout {layout}, seed {seed}); '
-               'not real people')
-    with atomic_path(path) as tmp: _encode(frames(), tmp, fps, comment)
-    _write_truth(path, rows, people, layout, seed, fps, n)
+    look = ', webcam look' if call.shots else ''
+    comment = (f'SYNTHETIC demo video (fer_study.synth {GENERATOR_VERSION}, layout {call.layout}{look}, '
+               f'seed {call.seed}); not real people')
+    with atomic_path(path) as tmp: _encode(frames(), tmp, call.fps, comment, call.size)
+    _write_truth(path, rows, call)
     return path
+
+def _plan_call(generator: str, layout: str, rows: int, cols: int, size: tuple, seed: int, duration: float, fps: int,
+          joins: dict | None, webcam: bool, extra: dict | None = None) -> _Call:
+    "The call of a `rows` x `cols` gallery at `size`, with the truth summary's extra keys for joins and the look."
+    rects = gallery_tiles(rows, cols, size)
+    people = _participants(seed, len(rects), duration, joins)
+    n = int(round(duration * fps))
+    extra = {**(extra or {}), **({'joins': {k: float(v) for k, v in joins.items()}} if joins else {}),
+             **({'webcam': True} if webcam else {})}
+    return _Call(generator, layout, seed, fps, n, tuple(size), rects, people, webcam_shots(seed, n) if webcam else None,
+                 extra)
+
+# %% ../nbs/02_synth.ipynb #1dd708b0
+def make_demo_video(path: str | Path, layout: str = 'single', seed: int = 0, duration: float = 24.0, fps: int = 25,
+                    joins: dict[str, float] | None = None, webcam: bool = False) -> Path:
+    "Write a synthetic video call (`layout` 'single' or 'grid') to `path` (MP4) with its ground truth; return `path`."
+    if layout not in _LAYOUTS: raise ValueError(f"layout must be one of {list(_LAYOUTS)}, got {layout!r}")
+    call = _plan_call('make_demo_video', layout, *_LAYOUTS[layout], FRAME_SIZE, seed, duration, fps, joins, webcam)
+    return _make_video(Path(path), call)
+
+# %% ../nbs/02_synth.ipynb #1df56a0c
+def make_gallery_video(path: str | Path, rows: int = 4, cols: int = 4, size: tuple[int, int] = (1920, 1080),
+                       seed: int = 0, duration: float = 12.0, fps: int = 10, joins: dict[str, float] | None = None,
+                       webcam: bool = False) -> Path:
+    "Write a synthetic `rows` x `cols` gallery call at `size` (MP4) with its ground truth; return `path`."
+    if min(rows, cols) < 1: raise ValueError(f"a gallery needs at least one row and one column, got {rows}x{cols}")
+    if size[0] % 2 or size[1] % 2: raise ValueError(f"H.264 needs an even frame size, got {size[0]}x{size[1]}")
+    rects = gallery_tiles(rows, cols, size)
+    if min(y1 - y0 for _, y0, _, y1 in rects) < 48:
+        raise ValueError(f"tiles of a {rows}x{cols} gallery at {size[0]}x{size[1]} are under 48 pixels high")
+    tiles = {f'P{k + 1}': list(r) for k, r in enumerate(rects)}
+    call = _plan_call('make_gallery_video', f'gallery {rows}x{cols}', rows, cols, size, seed, duration, fps, joins,
+                      webcam, dict(tiles=tiles))
+    return _make_video(Path(path), call)

@@ -5,11 +5,13 @@ A deliberate change of the images or videos must bump `GENERATOR_VERSION` and re
 hashes also depend on the FFmpeg that `imageio-ffmpeg` bundles and the JPEG ones on Pillow's libjpeg: both are
 pinned in requirements-lock.txt."""
 import hashlib
+import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
-from fer_study.synth import make_demo_video, make_synthetic_rafdb, truth_paths
+from fer_study.synth import gallery_tiles, make_demo_video, make_gallery_video, make_synthetic_rafdb, truth_paths
 
 
 def sha256(path: Path) -> str:
@@ -46,3 +48,32 @@ def test_synthetic_rafdb_unchanged(tmp_path, kw, expected):
 def test_demo_video_unchanged(tmp_path, layout, expected):
     video = make_demo_video(tmp_path / f'{layout}.mp4', layout, seed=0, duration=8, fps=2)
     assert tuple(sha256(p) for p in (video, *truth_paths(video))) == expected
+
+
+def test_gallery_truth(tmp_path):
+    "One row per visible participant per frame, each box inside its tile, late joiners absent until their second."
+    joins = {'P2': 0.5, 'P9': 0.75}
+    video = make_gallery_video(tmp_path / 'g.mp4', 3, 3, (384, 216), seed=1, duration=1, fps=4, joins=joins)
+    truth, summary = pd.read_csv(truth_paths(video)[0]), json.loads(truth_paths(video)[1].read_text())
+    tiles = dict(zip(summary['participants'], gallery_tiles(3, 3, (384, 216))))
+    assert summary['tiles'] == {k: list(v) for k, v in tiles.items()} and summary['joins'] == joins
+    assert not truth.duplicated(['frame', 'participant']).any()
+    for frame, rows in truth.groupby('frame'):
+        t = frame / 4
+        assert set(rows['participant']) == {p for p in tiles if t >= joins.get(p, 0)}, frame
+    x0, y0, x1, y1 = (truth['participant'].map({p: r[k] for p, r in tiles.items()}) for k in range(4))
+    assert ((x0 <= truth.x0) & (truth.x0 < truth.x1) & (truth.x1 <= x1)).all()
+    assert ((y0 <= truth.y0) & (truth.y0 < truth.y1) & (truth.y1 <= y1)).all()
+    assert len(truth) == 9 * 4 - 2 - 3
+
+
+GALLERY_SHA256 = ('1cb55d7835f034a83ab4dbc87fe4ad8ae614c3567b405a3c9a3ca0b542143c6b',
+                  '2a1b058d509dcba2f087909f0518429bb87a66f91b2587affcf8b8bf1be74c2e',
+                  '158eda0b637dbe23ded4e2d3325a21edcc740387650777aec4fb168dc4db60a9')
+
+
+def test_gallery_video_unchanged(tmp_path):
+    "The gallery, late joiners and the webcam look keep their bytes too (same rule as above)."
+    video = make_gallery_video(tmp_path / 'g.mp4', 2, 3, (384, 216), seed=0, duration=1, fps=4, joins={'P4': 0.5},
+                               webcam=True)
+    assert tuple(sha256(p) for p in (video, *truth_paths(video))) == GALLERY_SHA256
