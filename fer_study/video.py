@@ -20,6 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .core import POSITIVE_CLASSES, FerStudyError, ParamsError, atomic_files, writable_dir
+from .estimate import announce_cost
 from .faces import Face, FaceFinder, align_face
 from .inference import FaceInference, inference_device
 from .keyframes import Keyframe, KeyframeReport, probe_video, select_keyframes
@@ -222,6 +223,7 @@ def analyze_video(path: str | Path, model: torch.nn.Module | FaceInference, meta
     stream = select_keyframes(path, s.threshold, s.fps, s.min_gap)
     window_count(stream.info.duration, s.window)
     run = KeyframeAnalysis(path.name, model, meta, s, background=True)
+    if progress: announce_cost(path, s, run.classifier.model, meta)  # a long recording says what it will cost first
     total = stream.info.duration if math.isfinite(stream.info.duration) else None
     frames = iter(stream)
     try:
