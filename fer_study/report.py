@@ -212,9 +212,10 @@ def report_videos(videos: Sequence[str | Path], model: str | Path, out_dir: str 
                   title: str = 'How the audience felt', settings: VideoSettings = VideoSettings()) -> list[Path]:
     "A video report per video into `out_dir/<stem>/`, read with `settings`; return the HTML pages."
     from fer_study.model import read_checkpoint
-    from fer_study.video import check_videos, output_dirs, output_names
+    from fer_study.video import announce_costs, check_videos, output_dirs, output_names
     videos = check_videos(videos, settings)
     read_checkpoint(model)
+    announce_costs(videos, model, settings)  # the template analyses quietly: a long video's cost is said here
     template = template_path('video')
     common = dict(settings=settings.as_dict(), model=str(model), title=title)
     with output_dirs(output_names(videos), out_dir) as dirs:  # writable before any video is read; empty ones it made go on failure

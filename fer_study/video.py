@@ -20,7 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .core import POSITIVE_CLASSES, FerStudyError, ParamsError, atomic_files, writable_dir
-from .estimate import announce_cost
+from .estimate import announce_cost, should_estimate
 from .faces import Face, FaceFinder, align_face
 from .inference import FaceInference, inference_device
 from .keyframes import Keyframe, KeyframeReport, probe_video, select_keyframes
@@ -33,7 +33,7 @@ from .summary import SCHEMA_VERSION, VideoSummary, check_summary, keyframe_spans
 __all__ = ['BOX_COLUMNS', 'LANDMARK_COLUMNS', 'RESULT_FILES', 'SYNTHETIC_NOTE', 'MIN_FRAME_SIDE', 'StageTimer', 'table_columns',
            'face_record', 'label_probs', 'FaceClassifier', 'video_end', 'write_results', 'face_alignment',
            'KeyframeAnalysis', 'analyze_video', 'output_names', 'check_videos', 'output_dirs', 'load_engine',
-           'analyze_videos', 'format_summary']
+           'analyze_videos', 'announce_costs', 'format_summary']
 
 # %% ../nbs/10_video.ipynb #9df988e8
 class StageTimer:
@@ -297,6 +297,15 @@ def analyze_videos(videos: Sequence[str | Path], model_path: str | Path, out_dir
     engine, meta = load_engine(model_path, settings)
     with output_dirs(output_names(videos), out_dir) as dirs:
         return [analyze_video(v, engine, meta, d, settings, progress=progress) for v, d in zip(videos, dirs)]
+
+# %% ../nbs/10_video.ipynb #b85a5556
+def announce_costs(videos: Sequence[Path], model_path: str | Path, settings: VideoSettings = VideoSettings(),
+                   file=None) -> list:
+    "Print the cost estimate of each video long enough to need one; the estimates (none: the model is not loaded)."
+    long = [v for v in videos if should_estimate(probe_video(v).duration)]
+    if not long: return []
+    engine, meta = load_engine(model_path, settings)
+    return [announce_cost(v, settings, engine, meta, file) for v in long]
 
 # %% ../nbs/10_video.ipynb #fb86fca0
 def _pct(x: float | None) -> str: return '   -  ' if x is None else f'{100 * x:5.1f}%'
