@@ -78,14 +78,14 @@ class VideoAnalyst:
         self.engine, self.meta = load_engine(model_path, settings)
         self.out_dir, self.settings = Path(out_dir), settings
 
-    def __call__(self, video: str | Path, name: str, progress: bool = True) -> VideoOutcome:
-        "Check and analyse `video` into `out_dir/name/`; a `FerStudyError` becomes the outcome's message."
+    def __call__(self, video: str | Path, name: str, truth: Path | None = None, progress: bool = True) -> VideoOutcome:
+        "Check and analyse `video` (against its `truth` file, if any) into `out_dir/name/`; errors become messages."
         from fer_study.video import analyze_video, check_videos, output_dirs
         video = Path(video)
         try:
-            check_videos([video], self.settings)
+            check_videos([video], self.settings, [truth])
             with output_dirs([name], self.out_dir) as [folder]:
-                summary = analyze_video(video, self.engine, self.meta, folder, self.settings, progress=progress)
+                summary = analyze_video(video, self.engine, self.meta, folder, self.settings, progress, truth)
             return VideoOutcome(video, summary)
         except FerStudyError as e: return VideoOutcome(video, error=failure_message(video, e))
 
@@ -93,7 +93,7 @@ class VideoAnalyst:
 def _unwind(signum, frame): raise SystemExit(128 + signum)
 
 def _worker(conn, model_path: Path, out_dir: Path, settings: VideoSettings, threads: int) -> None:
-    "A worker process: load the model once, then analyse each (video, name) the parent sends until it sends None."
+    "A worker process: load the model once, then analyse each (video, name, truth) the parent sends until None."
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the parent decides
     signal.signal(signal.SIGTERM, _unwind)  # the parent's stop: temporary files and empty folders made go
     import torch
@@ -122,11 +122,12 @@ def _stopped(video: Path, exitcode: int) -> VideoOutcome:
     return VideoOutcome(video, error=f"{video}: the worker process analysing it {how}")
 
 def in_workers(videos: Sequence[Path], names: Sequence[str], processes: int, threads: int, model_path: Path,
-               out_dir: Path, settings: VideoSettings) -> Iterator[tuple[int, VideoOutcome]]:
+               out_dir: Path, settings: VideoSettings,
+               truths: Sequence[Path | None] | None = None) -> Iterator[tuple[int, VideoOutcome]]:
     "Analyse the videos in `processes` spawned workers of `threads` threads; yield (index, outcome) as each ends."
     ctx, args = mp.get_context('spawn'), (model_path, out_dir, settings, threads)
-    todo = list(enumerate(zip(videos, names)))  # (index, (video, name)) not yet handed out
-    workers, busy = {}, {}  # pipe -> process; pipe -> (index, (video, name)) it is analysing
+    todo = list(enumerate(zip(videos, names, truths or [None] * len(videos))))  # (index, (video, name, truth)) to do
+    workers, busy = {}, {}  # pipe -> process; pipe -> (index, (video, name, truth)) it is analysing
     def give(conn):
         if todo: busy[conn] = todo.pop(0)
         try: conn.send(busy[conn][1] if conn in busy else None)  # None: no video left, the worker ends
@@ -139,7 +140,7 @@ def in_workers(videos: Sequence[Path], names: Sequence[str], processes: int, thr
         for _ in range(processes): start()
         while busy:
             for conn in wait(list(busy)):
-                i, (video, _) = busy.pop(conn)
+                i, (video, *_) = busy.pop(conn)
                 try: outcome = conn.recv()
                 except (EOFError, OSError):  # its end closed, or reset when it died with a video still unread
                     process = workers.pop(conn)
@@ -156,7 +157,8 @@ def in_workers(videos: Sequence[Path], names: Sequence[str], processes: int, thr
 
 # %% ../nbs/10a_batch.ipynb #229025b4
 def analyze_many(videos: Sequence[str | Path], model_path: str | Path, out_dir: str | Path,
-                 settings: VideoSettings = VideoSettings(), jobs: int = 1, progress: bool = True) -> list[VideoOutcome]:
+                 settings: VideoSettings = VideoSettings(), jobs: int = 1, progress: bool = True,
+                 truth: str | Path | None = None) -> list[VideoOutcome]:
     "Analyse each video into `out_dir/<name>/`, `jobs` at a time, each failing alone; the outcomes, in order."
     videos, model_path, out_dir = [Path(v) for v in videos], Path(model_path), Path(out_dir)
     if not videos: raise FerStudyError("no video given")
@@ -164,16 +166,17 @@ def analyze_many(videos: Sequence[str | Path], model_path: str | Path, out_dir: 
     from tqdm.auto import tqdm
     from fer_study.inference import inference_device
     from fer_study.model import read_checkpoint
+    from fer_study.truth import truth_files
     from fer_study.video import output_names
     inference_device(settings.device)
-    names = output_names(videos)
+    names, truths = output_names(videos), truth_files(videos, truth)  # `truth` for one video, else each one's own
     if processes == 1:
         analyst = VideoAnalyst(model_path, out_dir, settings)
-        return [analyst(v, name, progress) for v, name in zip(videos, names)]
+        return [analyst(v, name, t, progress) for v, name, t in zip(videos, names, truths)]
     read_checkpoint(model_path)
     outcomes = [None] * len(videos)
     with tqdm(total=len(videos), unit='video', desc=f'{processes} processes', disable=not progress) as bar:
-        for i, outcome in in_workers(videos, names, processes, threads, model_path, out_dir, settings):
+        for i, outcome in in_workers(videos, names, processes, threads, model_path, out_dir, settings, truths):
             outcomes[i] = outcome
             bar.update()
     return outcomes

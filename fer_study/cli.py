@@ -18,7 +18,7 @@ from pathlib import Path
 # torch, pandas, papermill and dvc load inside the commands that use them: `fer-study --help` answers at once
 from .core import CLASSES, FerStudyError, ParamsError, atomic_dir, get_param, load_params, write_text_atomic
 from .live import add_live_command  # light: live imports its heavy parts when it runs
-from .settings import add_video_arguments, video_settings_from_args
+from .settings import add_truth_argument, add_video_arguments, video_settings_from_args
 
 # %% auto #0
 __all__ = ['SOURCES', 'INIT_NAME', 'LAUNCHER_PID', 'ANALYZE_EPILOG', 'dataset_kind', 'data_root', 'training_face_template',
@@ -312,7 +312,7 @@ def run_materialize(params: dict, data_dir: str | Path = 'data') -> bool:
         for video in get_param(params, 'synth.videos', list):
             path = Path(video['path'])
             make_demo_video(tmp/path.relative_to(data_dir), layout=video['layout'], seed=seed,
-                            duration=float(video['duration']))
+                            duration=float(video['duration']), webcam=video.get('webcam', False))
     print(f"[*] wrote the embedded synthetic default into {data_dir}/ (not RAF-DB: results on it are a pipeline check)")
     return True
 
@@ -352,13 +352,15 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument('videos', nargs='+', type=Path, help='video files, or folders: the videos directly in each')
         s.add_argument('--model', required=True, type=Path); s.add_argument('--out', required=True, type=Path)
         add_video_arguments(s)
+        add_truth_argument(s)
         return s
     s = video_cmd('analyze', 'read the emotions in videos', epilog=ANALYZE_EPILOG)
     s.add_argument('--jobs', type=int, default=1, help='videos analysed at once, each in a process of its own with '
                    'its share of the CPUs (default: 1, one process, the model loaded once)')
     s.add_argument('--no-progress', action='store_true')
-    video_cmd('report', 'a report (notebook and HTML) on each video, run with papermill').add_argument(
-        '--title', default='How the audience felt')
+    s = video_cmd('report', 'a report (notebook and HTML) on each video, run with papermill')
+    s.add_argument('--title', default='How the audience felt')
+    s.add_argument('--metrics', type=Path, help="one video's keyframes, faces and truth scores, for dvc metrics show")
     add_live_command(sub)
     return p
 
@@ -372,7 +374,7 @@ def _run(a: argparse.Namespace) -> int | None:
         settings, videos = video_settings_from_args(a), video_files(a.videos)  # checked before anything heavy loads
     if a.command == 'analyze':
         from fer_study.batch import analyze_many
-        outcomes = analyze_many(videos, a.model, a.out, settings, a.jobs, progress=not a.no_progress)
+        outcomes = analyze_many(videos, a.model, a.out, settings, a.jobs, not a.no_progress, a.truth)
         from fer_study.video import format_summary
         for o in outcomes:
             if o.summary: print(format_summary(o.summary))
@@ -381,7 +383,8 @@ def _run(a: argparse.Namespace) -> int | None:
         return 2 if any(o.error for o in outcomes) else None
     if a.command == 'report':
         from fer_study.report import report_videos
-        for page in report_videos(videos, a.model, a.out, a.title, settings): print(f"[*] report: {page}")
+        for page in report_videos(videos, a.model, a.out, a.title, settings, a.truth, a.metrics):
+            print(f"[*] report: {page}")
         return
     params = load_params(a.params)
     if a.command == 'materialize': run_materialize(params, a.data)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import html
+import json
 import math
 import os
 import re
@@ -28,13 +29,15 @@ from papermill.engines import papermill_engines
 from papermill.execute import raise_for_execution_errors
 
 import fer_study
-from .core import CLASSES, EMOTION_COLORS, NEGATIVE_CLASSES, POSITIVE_CLASSES, FerStudyError, atomic_path
+from .core import (CLASSES, EMOTION_COLORS, NEGATIVE_CLASSES, POSITIVE_CLASSES, FerStudyError, atomic_path,
+                            write_text_atomic)
 from .settings import VideoSettings
 
 # %% auto #0
 __all__ = ['REPORT_TEMPLATES', 'template_path', 'notebook_html', 'md_escape', 'execute_template', 'sigterm_unwinds',
            'ReportError', 'run_report', 'clock', 'reaction_moments', 'display_window', 'spread_keyframes',
-           'plain_summary', 'report_videos', 'headline_pairs', 'oriented_pair', 'study_lead', 'report_study']
+           'plain_summary', 'truth_paragraph', 'draw_truth_confusion', 'draw_truth_shares', 'report_videos',
+           'headline_pairs', 'oriented_pair', 'study_lead', 'report_study']
 
 # %% ../nbs/12_report.ipynb #b4f7214a
 REPORT_TEMPLATES = {'video': 'video_report.ipynb', 'study': 'study_report.ipynb'}
@@ -207,20 +210,72 @@ def plain_summary(summary: dict, moments: pd.DataFrame | None = None) -> str:
     if not ranked: lines.append("No face was read with enough confidence to give a share of emotions.")
     return ' '.join(lines)
 
+# %% ../nbs/12_report.ipynb #640bbddd
+def truth_paragraph(truth: dict) -> str:
+    "The truth block in a few sentences of Markdown: faces found, labels that agree, the largest share gap."
+    f, a = truth['faces'], truth['agreement']
+    lines = [f"Scored against the ground truth in {md_escape(Path(truth['file']).name)}: **{f['found']} of "
+             f"{f['truth']} faces** at the keyframes were found ({_pct(f['found_share'] or 0)}), {f['missed']} "
+             f"missed, and {f['spurious']} face{'s' * (f['spurious'] != 1)} found where the truth has none (a face "
+             f"found is the truth's when their boxes overlap by an IoU of at least {f['iou_threshold']:g})."]
+    if a['share'] is None: lines.append("No face was found, so no label can be compared.")
+    else:
+        interval = (f" [{100 * a['low']:.1f}, {100 * a['high']:.1f}]" if a['low'] is not None else '')
+        lines.append(f"The label read is the truth's for **{100 * a['share']:.1f} %**{interval} of the faces found "
+                     f"({a['agreeing']} of {a['faces']}, {a['holds']} hold{'s' * (a['holds'] != 1)}; the interval: "
+                     f"{md_escape(a['interval'])}).")
+    if truth['share_gap'] is None: lines.append("No face was read with enough confidence to compare the shares.")
+    else: lines.append(f"Each emotion's share of the time, as read, is within **{100 * truth['share_gap']:.1f} "
+                       "points** of the truth's.")
+    return ' '.join(lines)
+
+# %% ../nbs/12_report.ipynb #f40e7f42
+def draw_truth_confusion(ax, truth: dict, classes: Sequence[str]) -> None:
+    "The truth block's confusion matrix on `ax`: faces found by truth emotion and label read (colour: % of the row)."
+    counts = np.array([[truth['confusion'][t][r] for r in classes] for t in classes])
+    rows = counts.sum(1, keepdims=True)
+    share = np.divide(counts, rows, out=np.zeros(counts.shape), where=rows > 0)
+    ax.imshow(100 * share, cmap='Blues', vmin=0, vmax=100)
+    for i, j in zip(*np.nonzero(counts)):
+        ax.text(j, i, counts[i, j], ha='center', va='center', fontsize=8,
+                color='white' if share[i, j] > 0.5 else 'black')
+    ax.set_xticks(range(len(classes)), classes, rotation=45, ha='right'); ax.set_yticks(range(len(classes)), classes)
+    ax.set_xlabel('label read'); ax.set_ylabel('truth'); ax.grid(False)
+    ax.set_title('Faces found: truth by label read (count; colour: % of the row)', fontsize=10)
+
+def draw_truth_shares(ax, truth: dict, classes: Sequence[str]) -> None:
+    "Each emotion's time-weighted share as read beside the truth's, on `ax`."
+    y, read = np.arange(len(classes)), truth['share_read'] or {}
+    ax.barh(y - 0.2, [100 * truth['share_truth'][c] for c in classes], 0.4, color='#dddddd', edgecolor='#888888',
+            label='truth')
+    ax.barh(y + 0.2, [100 * read.get(c, 0) for c in classes], 0.4, color=[EMOTION_COLORS.get(c) for c in classes],
+            label='read')
+    ax.set_yticks(y, classes); ax.invert_yaxis(); ax.set_xlabel('% of face time'); ax.legend(frameon=False)
+    ax.set_title('Time-weighted shares: read and true' + ('' if read else ' (nothing read with confidence)'),
+                 fontsize=10)
+
 # %% ../nbs/12_report.ipynb #2abea79b
 def report_videos(videos: Sequence[str | Path], model: str | Path, out_dir: str | Path,
-                  title: str = 'How the audience felt', settings: VideoSettings = VideoSettings()) -> list[Path]:
+                  title: str = 'How the audience felt', settings: VideoSettings = VideoSettings(),
+                  truth: str | Path | None = None, metrics: str | Path | None = None) -> list[Path]:
     "A video report per video into `out_dir/<stem>/`, read with `settings`; return the HTML pages."
     from fer_study.model import read_checkpoint
+    from fer_study.summary import read_summary, summary_metrics
+    from fer_study.truth import truth_files
     from fer_study.video import announce_costs, check_videos, output_dirs, output_names
-    videos = check_videos(videos, settings)
+    truths = truth_files(videos, truth)  # `truth` for one video, else each video's own beside it, if any
+    videos = check_videos(videos, settings, truths)
+    if metrics and len(videos) != 1:
+        raise FerStudyError(f"--metrics {metrics}: one metrics file for {len(videos)} videos; give one video")
     read_checkpoint(model)
     announce_costs(videos, model, settings)  # the template analyses quietly: a long video's cost is said here
     template = template_path('video')
     common = dict(settings=settings.as_dict(), model=str(model), title=title)
     with output_dirs(output_names(videos), out_dir) as dirs:  # writable before any video is read; empty ones it made go on failure
-        return [run_report(template, d, dict(common, video=str(v), out=str(d)), title=f'{title}: {v.name}')
-                for v, d in zip(videos, dirs)]
+        pages = [run_report(template, d, dict(common, video=str(v), out=str(d), truth=t and str(t)),
+                            title=f'{title}: {v.name}') for v, d, t in zip(videos, dirs, truths)]
+    if metrics: write_text_atomic(metrics, json.dumps(summary_metrics(read_summary(dirs[0]/'summary.json')), indent=1))
+    return pages
 
 # %% ../nbs/12_report.ipynb #57aae96a
 def _init_loss(variant: str) -> tuple[str, str]: return tuple(variant.rsplit('-', 1))  # a loss never holds '-'

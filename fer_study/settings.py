@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+from pathlib import Path
 
 from .core import ParamsError
 
@@ -18,7 +19,8 @@ SCENE_MIN_GAP = 0.5  # seconds: scene-change keyframes at most two a second unle
 
 # %% auto #0
 __all__ = ['DEVICES', 'PRECISIONS', 'DEFAULT_BATCH', 'SCENE_MIN_GAP', 'HOG_FACE', 'MAX_WINDOWS', 'VideoSettings',
-           'check_video_settings', 'detection_width', 'window_count', 'add_video_arguments', 'video_settings_from_args']
+           'check_video_settings', 'detection_width', 'window_count', 'add_video_arguments', 'video_settings_from_args',
+           'add_truth_argument']
 
 # %% ../nbs/07a_settings.ipynb #61963dc9
 def _setting(default, help: str, **arg):
@@ -117,3 +119,10 @@ def add_video_arguments(parser: argparse.ArgumentParser) -> None:
 def video_settings_from_args(args: argparse.Namespace) -> VideoSettings:
     "The `VideoSettings` of parsed command-line arguments."
     return VideoSettings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(VideoSettings)})
+
+# %% ../nbs/07a_settings.ipynb #339e0226
+def add_truth_argument(parser: argparse.ArgumentParser) -> None:
+    "`--truth FILE`: the ground truth to score a video's reading against."
+    parser.add_argument('--truth', type=Path, default=None, metavar='FILE',
+                        help='ground truth to score the reading against: a CSV of frame, participant, x0, y0, x1, y1, '
+                             "emotion (one video only; default: the video's <name>.truth.csv beside it, if any)")

@@ -6,7 +6,8 @@
 __all__ = ['UNCERTAIN_TREATMENT', 'SCHEMA_VERSION', 'Shares', 'keyframe_spans', 'class_index', 'share_block', 'window_seconds',
            'summarize_faces', 'ShareBlock', 'ParticipantBlock', 'WindowBlock', 'UncertainBlock', 'FaceSummary',
            'VideoEntry', 'KeyframesEntry', 'SettingsEntry', 'InferenceEntry', 'TimingEntry', 'DetectionEntry',
-           'OutputsEntry', 'LiveEntry', 'VideoSummary', 'check_summary', 'read_summary']
+           'OutputsEntry', 'LiveEntry', 'TruthFaces', 'TruthAgreement', 'TruthBlock', 'VideoSummary', 'check_summary',
+           'read_summary', 'summary_metrics']
 
 # %% ../nbs/09a_summary.ipynb #91865039
 import json
@@ -120,7 +121,7 @@ def summarize_faces(table: pd.DataFrame, classes: Sequence[str], window: float =
                 windows=windows, window_seconds=window, uncertain=uncertain)
 
 # %% ../nbs/09a_summary.ipynb #ab706829
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the `truth` block
 Shares = dict[str, float]  # class name -> share in [0, 1], in the checkpoint's class order
 
 class ShareBlock(TypedDict):
@@ -245,8 +246,38 @@ class LiveEntry(TypedDict):
     latency_p50: float | None       # seconds from a frame's arrival to the update that includes it
     latency_p95: float | None
 
+class TruthFaces(TypedDict):
+    "The faces at the keyframes: the truth's, those found (a detected face on the truth's box), missed and spurious."
+    iou_threshold: float            # a detected face and a truth box of its frame match at this overlap or more
+    truth: int                      # truth faces in the keyframes' frames
+    found: int
+    missed: int
+    spurious: int                   # detected faces on no truth box
+    found_share: float | None       # found / truth
+    median_iou: float | None        # of the matched pairs
+
+class TruthAgreement(TypedDict):
+    "How often the label read on a found face is the truth's emotion, with its 95 % interval."
+    faces: int                      # found faces, uncertain ones included (a test accuracy counts every image too)
+    agreeing: int
+    share: float | None
+    low: float | None               # None with fewer than two holds to resample
+    high: float | None
+    holds: int                      # the truth's holds (a participant's run of one emotion) the found faces lie in
+    interval: str                   # how the interval is made, in words
+
+class TruthBlock(TypedDict):
+    "The reading scored against the video's ground truth (see truth)."
+    file: str                       # the truth CSV
+    faces: TruthFaces
+    agreement: TruthAgreement
+    confusion: dict[str, dict[str, int]]  # truth emotion -> label read -> found faces
+    share_read: Shares | None       # the reading's time-weighted shares (overall.share_time_weighted)
+    share_truth: Shares             # each emotion's share of the truth's face time over the whole video
+    share_gap: float | None         # the largest difference, read - truth, over the emotions (absolute)
+
 class VideoSummary(FaceSummary):
-    "All of `summary.json`; only when they apply: `message` (no face found), `note` (synthetic model), `live`."
+    "All of `summary.json`; only when they apply: `message` (no face found), `note` (synthetic model), `live`, `truth`."
     # `inference` and the settings' device, precision, batch_size are new in version 1: older files lack them
     schema_version: int
     video: VideoEntry
@@ -262,6 +293,7 @@ class VideoSummary(FaceSummary):
     live: typing.NotRequired[LiveEntry]
     inference: typing.NotRequired[InferenceEntry]
     detection: typing.NotRequired[DetectionEntry]
+    truth: typing.NotRequired[TruthBlock]   # when the video has a ground truth (version 2)
 
 # %% ../nbs/09a_summary.ipynb #b0896db3
 def _typed_dict(t) -> type | None:
@@ -300,3 +332,14 @@ def read_summary(path: str | Path) -> VideoSummary:
     try: check_summary(obj, VideoSummary, path.name)
     except FerStudyError as e: raise FerStudyError(f"{path}: not a fer_study summary ({e})") from None
     return obj
+
+# %% ../nbs/09a_summary.ipynb #9186186a
+def summary_metrics(summary: VideoSummary) -> dict[str, float]:
+    "Keyframes, faces and, with a truth, how the reading scored: short keys, numbers only (for `dvc metrics show`)."
+    k, duration, t = summary['keyframes']['keyframes'], summary['video']['duration'], summary.get('truth')
+    m = dict(keyframes=k, kf_per_s=k / duration if duration else None, faces=summary['faces'])
+    if t:
+        f, a = t['faces'], t['agreement']
+        m.update(found=f['found_share'], missed=f['missed'], spurious=f['spurious'], agree=a['share'],
+                 agree_lo=a['low'], agree_hi=a['high'], share_gap=t['share_gap'])
+    return {key: round(v, 4) for key, v in m.items() if v is not None}

@@ -10,6 +10,7 @@ import io
 import json
 import math
 import os
+import re
 import subprocess
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
@@ -28,7 +29,8 @@ from .render import sample_face  # the faces of the dataset; other modules impor
 __all__ = ['RAF_COUNTS', 'JPEG_QUALITY', 'GENERATOR_VERSION', 'MARKER_FILE', 'FRAME_SIZE', 'TILE_GAP', 'BLINK_GAP', 'BLINK_HALF',
            'TILE_FACE_HALF_WIDTH', 'CAMERA_OFF', 'CAMERA_NOISE', 'WEBCAM_GAIN', 'WEBCAM_NOISE', 'WEBCAM_SHAKE',
            'class_counts', 'is_synthetic', 'make_synthetic_rafdb', 'Segment', 'emotion_timeline', 'expression_at',
-           'gallery_tiles', 'Shot', 'webcam_shots', 'truth_paths', 'make_demo_video', 'make_gallery_video']
+           'gallery_tiles', 'Shot', 'webcam_shots', 'video_comment', 'generated_call', 'truth_paths', 'make_demo_video',
+           'make_gallery_video']
 
 # %% ../nbs/02_synth.ipynb #8af44e8f
 RAF_COUNTS: dict[str, tuple[int, ...]] = {'train': (1290, 281, 717, 4772, 1982, 705, 2524),
@@ -270,6 +272,25 @@ def _encode(frames, path: Path, fps: int, comment: str, size: tuple = FRAME_SIZE
         proc.wait()
     if proc.returncode: raise RuntimeError(f"ffmpeg failed on {path}: {err.strip()}")
 
+# %% ../nbs/02_synth.ipynb #9fa6da04
+_COMMENT = re.compile(r'SYNTHETIC demo video \(fer_study\.synth (?P<version>[^,]+), layout (?P<layout>.+?)'
+                      r'(?P<webcam>, webcam look)?, seed (?P<seed>\d+)\)')
+
+def video_comment(layout: str, seed: int, webcam: bool) -> str:
+    "The comment a generated video carries: synthetic, the generator's version, its layout, look and seed."
+    look = ', webcam look' if webcam else ''
+    return (f'SYNTHETIC demo video (fer_study.synth {GENERATOR_VERSION}, layout {layout}{look}, seed {seed}); '
+            'not real people')
+
+def generated_call(video: str | Path) -> dict | None:
+    "The layout, seed and look the generator wrote into `video`'s comment; None for a video it did not make."
+    import imageio_ffmpeg
+    res = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), '-nostdin', '-hide_banner', '-i', f'file:{video}'],
+                         capture_output=True, text=True, errors='replace')
+    comment = re.search(r'^\s*comment\s*:\s*(.*)$', res.stderr, re.MULTILINE)
+    m = _COMMENT.match(comment.group(1)) if comment else None
+    return m and dict(layout=m['layout'], seed=int(m['seed']), webcam=bool(m['webcam']))
+
 # %% ../nbs/02_synth.ipynb #3735254c
 @dataclass(frozen=True)
 class _Call:
@@ -316,9 +337,7 @@ def _make_video(path: Path, call: _Call) -> Path:
             arr, truth = call.frame(i, tiles)
             rows.extend((i, round(i / call.fps, 4), *box) for box in truth)
             yield arr
-    look = ', webcam look' if call.shots else ''
-    comment = (f'SYNTHETIC demo video (fer_study.synth {GENERATOR_VERSION}, layout {call.layout}{look}, '
-               f'seed {call.seed}); not real people')
+    comment = video_comment(call.layout, call.seed, bool(call.shots))
     with atomic_path(path) as tmp: _encode(frames(), tmp, call.fps, comment, call.size)
     _write_truth(path, rows, call)
     return path
@@ -326,6 +345,7 @@ def _make_video(path: Path, call: _Call) -> Path:
 def _plan_call(generator: str, layout: str, rows: int, cols: int, size: tuple, seed: int, duration: float, fps: int,
           joins: dict | None, webcam: bool, extra: dict | None = None) -> _Call:
     "The call of a `rows` x `cols` gallery at `size`, with the truth summary's extra keys for joins and the look."
+    if not isinstance(webcam, bool): raise ValueError(f"webcam must be True or False, got {webcam!r}")
     rects = gallery_tiles(rows, cols, size)
     people = _participants(seed, len(rects), duration, joins)
     n = int(round(duration * fps))

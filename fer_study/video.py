@@ -28,6 +28,7 @@ from .model import load_model
 from .rafdb import resize_face
 from .settings import VideoSettings, window_count
 from .summary import SCHEMA_VERSION, VideoSummary, check_summary, keyframe_spans, read_summary, summarize_faces
+from .truth import VideoTruth, load_truth, truth_block, truth_files
 
 # %% auto #0
 __all__ = ['BOX_COLUMNS', 'LANDMARK_COLUMNS', 'RESULT_FILES', 'SYNTHETIC_NOTE', 'MIN_FRAME_SIDE', 'StageTimer', 'table_columns',
@@ -191,8 +192,8 @@ class KeyframeAnalysis:
         return table, kf_table
 
     def summary(self, table: pd.DataFrame, kf_table: pd.DataFrame, end: float, video: dict, keyframes: dict,
-                out_dir: Path, seconds: float) -> VideoSummary:
-        "The `VideoSummary` of the tables, with what describes the video, its keyframe pass and the run."
+                out_dir: Path, seconds: float, truth: VideoTruth | None = None) -> VideoSummary:
+        "The `VideoSummary` of the tables, with what describes the video, its keyframe pass, the run and the `truth`."
         s, out_dir = self.settings, Path(out_dir)
         summary = dict(schema_version=SCHEMA_VERSION, video=video,
                        keyframes=dict(keyframes, with_faces=int((kf_table['faces'] > 0).sum())),
@@ -204,6 +205,9 @@ class KeyframeAnalysis:
             summary['message'] = (f"no faces were found in {len(kf_table)} keyframe{'s' * (len(kf_table) != 1)} "
                                   f"of {video['name']}")
         if self.meta.get('dataset') == 'synthetic': summary['note'] = SYNTHETIC_NOTE
+        if truth is not None:  # faces are boxed in the frames as decoded, the truth in the video's pixels
+            summary['truth'] = truth_block(table, kf_table, truth, summary['overall']['share_time_weighted'],
+                                           self.meta['classes'], keyframes['frame_width'] / video['width'])
         summary['timing'] = dict(total=round(seconds, 3),
                                  realtime_factor=round(end / seconds, 2) if seconds > 0 else None,
                                  stages={k: round(v, 3) for k, v in self.timer.seconds.items()},
@@ -216,12 +220,14 @@ class KeyframeAnalysis:
 
 # %% ../nbs/10_video.ipynb #7ec96479
 def analyze_video(path: str | Path, model: torch.nn.Module | FaceInference, meta: dict, out_dir: str | Path,
-                  settings: VideoSettings = VideoSettings(), progress: bool = True) -> VideoSummary:
-    "Analyse one video; write faces.csv, keyframes.csv and summary.json into `out_dir` atomically; return the summary."
+                  settings: VideoSettings = VideoSettings(), progress: bool = True,
+                  truth: str | Path | None = None) -> VideoSummary:
+    "Analyse one video, scored against the `truth` file if given; write faces.csv, keyframes.csv, summary.json."
     s = settings
     path, out_dir, start = Path(path), writable_dir(out_dir), time.perf_counter()
     stream = select_keyframes(path, s.threshold, s.fps, s.min_gap)
     window_count(stream.info.duration, s.window)
+    truth = load_truth(truth, path, stream.info) if truth else None
     run = KeyframeAnalysis(path.name, model, meta, s, background=True)
     if progress: announce_cost(path, s, run.classifier.model, meta)  # a long recording says what it will cost first
     total = stream.info.duration if math.isfinite(stream.info.duration) else None
@@ -238,7 +244,7 @@ def analyze_video(path: str | Path, model: torch.nn.Module | FaceInference, meta
         table, kf_table = run.tables(end)
     finally: run.classifier.close()
     video = dict(path=str(path), name=path.name, **{k: v for k, v in vars(stream.info).items() if k != 'path'})
-    summary = run.summary(table, kf_table, end, video, report.as_dict(), out_dir, time.perf_counter() - start)
+    summary = run.summary(table, kf_table, end, video, report.as_dict(), out_dir, time.perf_counter() - start, truth)
     write_results(out_dir, table, kf_table, summary)
     return summary
 
@@ -256,13 +262,15 @@ def output_names(videos: Sequence[str | Path]) -> list[str]:
 # %% ../nbs/10_video.ipynb #3e08eaec
 MIN_FRAME_SIDE = 32  # pixels; dlib's HOG detector finds no face below about 80
 
-def check_videos(videos: Sequence[str | Path], settings: VideoSettings = VideoSettings()) -> list[Path]:
-    "The videos as paths, once every video checks out against `settings`: bad input fails before any work."
+def check_videos(videos: Sequence[str | Path], settings: VideoSettings = VideoSettings(),
+                 truths: Sequence[Path | None] | None = None) -> list[Path]:
+    "The videos as paths, once every video (and its truth file, if any) checks out: bad input fails before any work."
     videos = [Path(v) for v in videos]
     if not videos: raise FerStudyError("no video given")
     inference_device(settings.device)
-    for v in videos:
+    for v, truth in zip(videos, truths or [None] * len(videos)):
         info = probe_video(v)
+        if truth: load_truth(truth, v, info)
         if min(info.width, info.height) < MIN_FRAME_SIDE:
             raise FerStudyError(f"{v}: the video is {info.width}x{info.height} pixels, too small to hold a face "
                                 f"(at least {MIN_FRAME_SIDE} on each side)")
@@ -291,12 +299,14 @@ def load_engine(model_path: str | Path, settings: VideoSettings = VideoSettings(
 
 # %% ../nbs/10_video.ipynb #4806bd42
 def analyze_videos(videos: Sequence[str | Path], model_path: str | Path, out_dir: str | Path,
-                   settings: VideoSettings = VideoSettings(), progress: bool = True) -> list[VideoSummary]:
+                   settings: VideoSettings = VideoSettings(), progress: bool = True,
+                   truth: str | Path | None = None) -> list[VideoSummary]:
     "Analyse each video with the checkpoint at `model_path` (loaded once) into `out_dir/<stem>/`; return the summaries."
-    videos = check_videos(videos, settings)
+    truths = truth_files(videos, truth)  # `truth` for one video, else each video's own beside it
+    videos = check_videos(videos, settings, truths)
     engine, meta = load_engine(model_path, settings)
     with output_dirs(output_names(videos), out_dir) as dirs:
-        return [analyze_video(v, engine, meta, d, settings, progress=progress) for v, d in zip(videos, dirs)]
+        return [analyze_video(v, engine, meta, d, settings, progress, t) for v, d, t in zip(videos, dirs, truths)]
 
 # %% ../nbs/10_video.ipynb #b85a5556
 def announce_costs(videos: Sequence[Path], model_path: str | Path, settings: VideoSettings = VideoSettings(),
@@ -309,6 +319,15 @@ def announce_costs(videos: Sequence[Path], model_path: str | Path, settings: Vid
 
 # %% ../nbs/10_video.ipynb #fb86fca0
 def _pct(x: float | None) -> str: return '   -  ' if x is None else f'{100 * x:5.1f}%'
+
+def _truth_line(t: dict) -> str:
+    "The truth block in one line: faces found, labels that agree, the largest share gap."
+    f, a = t['faces'], t['agreement']
+    interval = f" [{100 * a['low']:.1f}, {100 * a['high']:.1f}]" if a['low'] is not None else ''
+    gap = f"; shares within {100 * t['share_gap']:.1f} points of the truth's" if t['share_gap'] is not None else ''
+    return (f"  TRUTH ({Path(t['file']).name}): {f['found']} of {f['truth']} faces found "
+            f"({_pct(f['found_share']).strip()}), {f['spurious']} spurious; labels agree on "
+            f"{_pct(a['share']).strip()}{interval}{gap}")
 
 def format_summary(summary: VideoSummary, max_participants: int = 8) -> str:
     "A one-screen text summary of `analyze_video`'s result."
@@ -340,6 +359,7 @@ def format_summary(summary: VideoSummary, max_participants: int = 8) -> str:
         if len(doms) > 1:
             lines.append(f"  dominant per {summary['window_seconds']:g} s: " + ' '.join(doms[:12])
                          + (' ...' if len(doms) > 12 else ''))
+    if summary.get('truth'): lines.append(_truth_line(summary['truth']))
     if summary.get('note'): lines.append(f"  NOTE: {summary['note']}")
     if summary['alignment'].get('warning'): lines.append(f"  ALIGNMENT: {summary['alignment']['warning']}")
     t = summary['timing']

@@ -73,8 +73,9 @@ def test_repro_runs_the_whole_study(study):
 
 
 # the study report with two trained variants: seeds and intervals, learning curves, confusion matrices, recall, predicted shares,
-# reliability diagrams, confident mistakes (one figure per variant); the video report: shares, timeline, participants, contact sheet, reactions
-@pytest.mark.parametrize('report, figures', [('outputs/compare', 8), ('outputs/webcam/demo_single', 5)])
+# reliability diagrams, confident mistakes (one figure per variant); the video report: shares, against the truth, timeline,
+# participants, contact sheet, reactions
+@pytest.mark.parametrize('report, figures', [('outputs/compare', 8), ('outputs/webcam/demo_single', 6)])
 def test_stages_write_complete_reports(study, report, figures):
     repo, _ = study
     nb = nbformat.read(repo / report / 'report.ipynb', as_version=4)
@@ -98,6 +99,7 @@ def test_metrics_show_prints_the_comparison(study):
     out = run(['dvc', 'metrics', 'show'], repo).stdout
     assert 'outputs/eval/scratch-dacl/seed1/metrics.json' in out and 'acc' in out
     assert 'outputs/comparison.json' in out and 'synthetic-dacl vs scratch-dacl.acc_difference' in out, out
+    assert 'outputs/webcam/demo_single.metrics.json' in out and 'agree' in out and 'kf_per_s' in out, out
 
 
 def test_the_comparison_has_seeds_intervals_and_the_paired_test(study):

@@ -21,7 +21,7 @@ from fer_study.testing import demo_checkpoint
 BIN = Path(sys.executable).parent
 ENV = {**os.environ, 'PATH': f"{BIN}{os.pathsep}{os.environ['PATH']}"}
 CHROMIUM = shutil.which('chromium') or '/usr/bin/chromium'
-VIDEO_FIGURES = 5  # shares, timeline, participants, contact sheet, strongest reactions
+VIDEO_FIGURES = 6  # shares, against the truth (the demo call has one), timeline, participants, contact sheet, reactions
 
 
 def fer_study(*args, env=ENV):
@@ -39,7 +39,8 @@ def inputs(tmp_path_factory):
 def video_report(inputs):
     d, video, ckpt = inputs
     # conf-threshold 0: an untrained model is unsure of every face, and the figures should have something to draw
-    r = fer_study('report', video, '--model', ckpt, '--out', d / 'out', '--fps', 2, '--conf-threshold', 0, '--title', 'Monday stand-up')
+    r = fer_study('report', video, '--model', ckpt, '--out', d / 'out', '--fps', 2, '--conf-threshold', 0, '--title', 'Monday stand-up',
+                  '--metrics', d / 'call.metrics.json')
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     return d / 'out' / 'call'
 
@@ -60,6 +61,15 @@ def test_video_report_has_every_figure_and_no_error(video_report):
     assert 'Synthetic model.' in page and '4 people seen' in page
     assert 'analyze_video(' not in page, 'code is hidden in the HTML'
     assert json.loads((video_report / 'summary.json').read_text())['participants_seen'] == 4
+    assert '>Against the ground truth<' in page and 'Scored against the ground truth in call.truth.csv: ' in page
+
+
+def test_video_report_writes_the_metrics_of_its_video(video_report):
+    metrics = json.loads((video_report.parents[1] / 'call.metrics.json').read_text())
+    truth = json.loads((video_report / 'summary.json').read_text())['truth']
+    assert metrics['keyframes'] == 6 and metrics['found'] == truth['faces']['found_share'] == 1
+    assert set(metrics) >= {'kf_per_s', 'faces', 'missed', 'spurious', 'agree', 'share_gap'}
+    assert all(isinstance(v, (int, float)) for v in metrics.values()), metrics
 
 
 def saturated_fraction(png: Path) -> float:
@@ -136,7 +146,7 @@ def test_a_video_without_faces_gives_a_report_that_says_so(blank_report):
     assert figures(nb) == []
     page = (blank_report / 'report.html').read_text()
     assert f'no faces were found in 1 keyframe of {IMG_TEXT}.mp4, so there is nothing to report about emotions' in page
-    assert page.count('Nothing to draw') == VIDEO_FIGURES
+    assert page.count('Nothing to draw') == VIDEO_FIGURES - 1 and 'ground truth' not in page  # no truth, no such section
 
 
 def test_report_files_have_the_mode_of_the_other_outputs(video_report):

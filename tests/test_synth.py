@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from fer_study.synth import gallery_tiles, make_demo_video, make_gallery_video, make_synthetic_rafdb, truth_paths
 
@@ -36,18 +37,30 @@ def test_synthetic_rafdb_unchanged(tmp_path, kw, expected):
     assert tree_sha256(make_synthetic_rafdb(tmp_path / 'raf', **kw)) == expected
 
 
-# 8 seconds at 2 frames per second: every participant's script has holds and transitions, in few frames.
-@pytest.mark.parametrize('layout, expected', [
-    ('single', ('04840a942b44c085e642c039754a3fe16bff528cbf2a85780d9362e7e08a9f7c',
-                '663579ac0ec4e2e6a474a7a9e1864344f4e8e33da360e1fcb994f8c5f60d8735',
-                'b1762664cd04d90111c33111f291b36d86e00ec66f2f977eeef204095bac6a3b')),
-    ('grid', ('fccb877718349ff857a547734f38967f3d089e02063e3a1f9df26f41b895915e',
-              'a44cc5b63beb3716c6fe8cbad55f59803546a74ffb47ad7d73b960ba14cc14cd',
-              'c8facd0a970644debc69ac07abed83612f506b9b6ffc967b2f2e4a04b623fff8')),
-], ids=['single', 'grid'])
-def test_demo_video_unchanged(tmp_path, layout, expected):
-    video = make_demo_video(tmp_path / f'{layout}.mp4', layout, seed=0, duration=8, fps=2)
+# 8 seconds at 2 frames per second: every participant's script has holds and transitions, in few frames. The study's
+# demo calls have the webcam look (params.yaml synth.videos); the plain ones are what they were before it existed.
+@pytest.mark.parametrize('layout, webcam, expected', [
+    ('single', False, ('04840a942b44c085e642c039754a3fe16bff528cbf2a85780d9362e7e08a9f7c',
+                       '663579ac0ec4e2e6a474a7a9e1864344f4e8e33da360e1fcb994f8c5f60d8735',
+                       'b1762664cd04d90111c33111f291b36d86e00ec66f2f977eeef204095bac6a3b')),
+    ('grid', False, ('fccb877718349ff857a547734f38967f3d089e02063e3a1f9df26f41b895915e',
+                     'a44cc5b63beb3716c6fe8cbad55f59803546a74ffb47ad7d73b960ba14cc14cd',
+                     'c8facd0a970644debc69ac07abed83612f506b9b6ffc967b2f2e4a04b623fff8')),
+    ('single', True, ('a0cbfe2532acf79abfd8f9f537d74af0bdaf4e6908f040ef92f2926b5941d8b5',
+                      '1c33e724d894be2e540e6e8aa68140c58d39ad2099605b53ac0d928e838f9ef7',
+                      'daeafc05b93f2ab97732743c0db9e479f725c45ea457b6c9a493574f3f81f7db')),
+    ('grid', True, ('cf6dce8bbc431672787531c19111f6839741cb6aa95af17b1010e3a24346098c',
+                    '95540ddd655d63ea43bd1080cbc0344fd728b75888b6573406dd1eaeb2cabfc9',
+                    '81becc4f3fbc814195e537d7a16713006136f2f6c67d6da75b4a61894b36751a')),
+], ids=['single', 'grid', 'single-webcam', 'grid-webcam'])
+def test_demo_video_unchanged(tmp_path, layout, webcam, expected):
+    video = make_demo_video(tmp_path / f'{layout}.mp4', layout, seed=0, duration=8, fps=2, webcam=webcam)
     assert tuple(sha256(p) for p in (video, *truth_paths(video))) == expected
+
+
+def test_the_study_demo_calls_have_the_webcam_look():
+    params = yaml.safe_load((Path(__file__).parents[1] / 'params.yaml').read_text())
+    assert [(v['layout'], v['webcam']) for v in params['synth']['videos']] == [('single', True), ('grid', True)]
 
 
 def test_gallery_truth(tmp_path):

@@ -206,3 +206,42 @@ def test_4k_video_streams_downscaled_frames(files, tmp_path):
     assert s['keyframes']['with_faces'] == 50
     # holding the decoded video would take 50 x 3840 x 2160 x 3 bytes = 1.2 GiB
     assert grown_mib < 300, f"peak memory grew by {grown_mib:.0f} MiB"
+
+
+def analyze_cli(videos, ckpt, out, *flags) -> int:
+    return main(['analyze', *map(str, [*videos, '--model', ckpt, '--out', out, '--fps', 2, '--no-progress', *flags])])
+
+
+def test_the_truth_beside_a_video_scores_its_reading(files, tmp_path, capsys):
+    d, ckpt = files
+    assert analyze_cli([d / 'demo.mp4'], ckpt, tmp_path / 'out') == 0
+    out = capsys.readouterr().out
+    assert 'TRUTH (demo.truth.csv): 4 of 4 faces found (100.0%), 0 spurious; labels agree on ' in out, out
+    truth = json.loads((tmp_path / 'out' / 'demo' / 'summary.json').read_text())['truth']
+    assert truth['file'] == str(d / 'demo.truth.csv') and sum(truth['share_truth'].values()) == pytest.approx(1)
+    assert sum(n for row in truth['confusion'].values() for n in row.values()) == truth['agreement']['faces'] == 4
+    own = tmp_path / 'labels.csv'  # the same truth under another name, given with --truth
+    own.write_text((d / 'demo.truth.csv').read_text())
+    assert analyze_cli([d / 'demo.mp4'], ckpt, tmp_path / 'own', '--truth', own) == 0
+    again = json.loads((tmp_path / 'own' / 'demo' / 'summary.json').read_text())['truth']
+    assert again == {**truth, 'file': str(own)}
+
+
+@pytest.mark.parametrize('case', ['another video', 'malformed', 'two videos', 'missing'])
+def test_a_truth_that_cannot_score_the_video_is_one_line_naming_the_files(files, tmp_path, capsys, case):
+    d, ckpt = files
+    demo, bad, other = d / 'demo.mp4', tmp_path / 'bad.csv', tmp_path / 'other.truth.csv'
+    bad.write_text('frame,time,participant,x0,y0,x1,y1,emotion\n0,0,P1,10,20,60,80,Neutral\n1,0,P1,10,20,60,80,Joy\n')
+    if case == 'another video': make_demo_video(tmp_path / 'other.mp4', 'single', seed=4, duration=2)
+    videos, truth, message = {
+        'another video': ([demo], other, f"{demo}: the truth file {other} is another video's: the truth's participants "
+                                         "(P1) are those of the generated call layout single, seed 4; the video is the "
+                                         "call layout single, seed 3"),
+        'malformed': ([demo], bad, f"{demo}: {bad}:3: emotion 'Joy' is not one of Surprise, "),
+        'two videos': ([d / 'blank.mp4', demo], bad, f"--truth {bad}: one truth file for 2 videos"),
+        'missing': ([demo], tmp_path / 'nope.csv', f"{tmp_path / 'nope.csv'}: truth file not found"),
+    }[case]
+    assert analyze_cli(videos, ckpt, tmp_path / 'out', '--truth', truth) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f'error: {message}') and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / 'out').exists(), 'nothing written'
