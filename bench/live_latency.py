@@ -112,7 +112,7 @@ def main():
     live.send_signal(signal.SIGINT)
     code = live.wait(timeout=120)
     reader.join(timeout=10)
-    if code != 0: sys.exit(f"live ended with {code}:\n{''.join(log)}")
+    if code != 130: sys.exit(f"live ended with {code}, not 130 (stopped by Ctrl-C):\n{''.join(log)}")
 
     analysed, last = [], None
     for t, u in updates:  # the first update after each analysed frame

@@ -8,17 +8,17 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing as mp
 import os
-import signal
 from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Iterator, Sequence
 
 from .core import FerStudyError, ParamsError
+from .procs import worker_of
 from .settings import VideoSettings
 
 # %% auto #0
-__all__ = ['VIDEO_SUFFIXES', 'folder_videos', 'video_files', 'usable_cpus', 'worker_plan', 'VideoOutcome', 'failure_message',
-           'VideoAnalyst', 'in_workers', 'analyze_many']
+__all__ = ['VIDEO_SUFFIXES', 'STOP_GRACE', 'folder_videos', 'video_files', 'usable_cpus', 'worker_plan', 'VideoOutcome',
+           'failure_message', 'VideoAnalyst', 'in_workers', 'analyze_many']
 
 # %% ../nbs/10a_batch.ipynb #9f441a28
 VIDEO_SUFFIXES = ('.3gp', '.avi', '.flv', '.m2ts', '.m4v', '.mkv', '.mov', '.mp4', '.mpeg', '.mpg', '.mts', '.webm',
@@ -90,27 +90,24 @@ class VideoAnalyst:
         except FerStudyError as e: return VideoOutcome(video, error=failure_message(video, e))
 
 # %% ../nbs/10a_batch.ipynb #65974982
-def _unwind(signum, frame): raise SystemExit(128 + signum)
-
-def _worker(conn, model_path: Path, out_dir: Path, settings: VideoSettings, threads: int) -> None:
+def _worker(conn, parent: int, model_path: Path, out_dir: Path, settings: VideoSettings, threads: int) -> None:
     "A worker process: load the model once, then analyse each (video, name, truth) the parent sends until None."
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the parent decides
-    signal.signal(signal.SIGTERM, _unwind)  # the parent's stop: temporary files and empty folders made go
-    import torch
-    torch.set_num_threads(threads)  # before the ONNX Runtime session is made: it takes as many threads as torch
-    analyst = VideoAnalyst(model_path, out_dir, settings)
-    while True:
-        try: task = conn.recv()
-        except EOFError: return  # the parent is gone
-        if task is None: return
-        outcome = analyst(*task, progress=False)
-        try: conn.send(outcome)
-        except OSError: return  # the parent is gone
+    with worker_of(parent):
+        import torch
+        torch.set_num_threads(threads)  # before the ONNX Runtime session is made: it takes as many threads as torch
+        analyst = VideoAnalyst(model_path, out_dir, settings)
+        while True:
+            try: task = conn.recv()
+            except EOFError: return  # the parent is gone
+            if task is None: return
+            outcome = analyst(*task, progress=False)
+            try: conn.send(outcome)
+            except OSError: return  # the parent is gone
 
 def _start_worker(ctx, *args) -> tuple:
     "A started worker process and the parent's end of its pipe."
     ours, theirs = ctx.Pipe()
-    process = ctx.Process(target=_worker, args=(theirs, *args), daemon=True)
+    process = ctx.Process(target=_worker, args=(theirs, os.getpid(), *args), daemon=True)
     process.start()
     theirs.close()  # the worker holds the only other end: when it dies, ours reads the end of the pipe
     return ours, process
@@ -120,6 +117,8 @@ def _stopped(video: Path, exitcode: int) -> VideoOutcome:
     how = (f'was killed by signal {-exitcode} (out of memory?)' if exitcode < 0
            else f'stopped with exit status {exitcode}; its error is above')
     return VideoOutcome(video, error=f"{video}: the worker process analysing it {how}")
+
+STOP_GRACE = 10.0  # seconds a worker has to end after the parent's SIGTERM before it is killed
 
 def in_workers(videos: Sequence[Path], names: Sequence[str], processes: int, threads: int, model_path: Path,
                out_dir: Path, settings: VideoSettings,
@@ -153,7 +152,9 @@ def in_workers(videos: Sequence[Path], names: Sequence[str], processes: int, thr
         for process in workers.values(): process.terminate()
         raise
     finally:
-        for process in workers.values(): process.join()
+        for process in workers.values():
+            process.join(STOP_GRACE)
+            if process.exitcode is None: process.kill(); process.join()  # SIGTERM was lost where it cannot raise
 
 # %% ../nbs/10a_batch.ipynb #229025b4
 def analyze_many(videos: Sequence[str | Path], model_path: str | Path, out_dir: str | Path,

@@ -18,6 +18,7 @@ from pathlib import Path
 # torch, pandas, papermill and dvc load inside the commands that use them: `fer-study --help` answers at once
 from .core import CLASSES, FerStudyError, ParamsError, atomic_dir, get_param, load_params, write_text_atomic
 from .live import add_live_command  # light: live imports its heavy parts when it runs
+from .procs import Terminated, run_command
 from .settings import add_truth_argument, add_video_arguments, video_settings_from_args
 
 # %% auto #0
@@ -236,7 +237,7 @@ def launch_workers(processes: int, spec: dict) -> dict:
         codes = sorted({f.exitcode for f in e.failures.values()})
         raise FerStudyError(f"{spec['out_dir']}: {len(e.failures)} of {processes} training processes failed "
                             f"(exit code {', '.join(map(str, codes))}); their messages are above") from None
-    except SignalException as e: raise SystemExit(128 + int(e.sigval)) from None  # stopped, workers too: no traceback
+    except SignalException as e: raise Terminated(int(e.sigval)) from None  # stopped, workers too: one line
     finally: del os.environ[LAUNCHER_PID]
     return json.loads((Path(spec['out_dir'])/'metrics.json').read_text())
 
@@ -319,7 +320,8 @@ def run_materialize(params: dict, data_dir: str | Path = 'data') -> bool:
 # %% ../nbs/11_cli.ipynb #e9db880b
 ANALYZE_EPILOG = ("Each video fails alone: the others are still analysed and written. Exit status: 0 when every "
                   "video was analysed; 2 when any failed (each named on stderr: 'error: <file>: <message>') or the "
-                  "run could not start (a path, the model, a setting); 130 when interrupted.")
+                  "run could not start (a path, the model, a setting); 130 when interrupted (Ctrl-C); 143 when "
+                  "stopped by SIGTERM.")
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='fer-study', description='DACL facial expression recognition study.')
@@ -402,13 +404,6 @@ def _run(a: argparse.Namespace) -> int | None:
         print(comparison_markdown(run_compare(params, a.out, report=not a.no_report, metrics_file=a.metrics)))
 
 def main(argv: list[str] | None = None) -> int:
-    "Entry point of `fer-study`."
+    "Entry point of `fer-study`: the command's exit status, 0, 2, 130 or 143 (`procs.run_command`)."
     args = _parser().parse_args(argv)
-    try: code = _run(args)
-    except FerStudyError as e:
-        print(f'error: {e}', file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:  # every output is written atomically: what existed before is as it was
-        print('interrupted: nothing was half-written; earlier results are as they were', file=sys.stderr)
-        return 130
-    return code or 0
+    return run_command(lambda: _run(args))

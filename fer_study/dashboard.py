@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import ipaddress
 import json
 import os
+import re
+import socket
 import threading
 from collections import deque
 
@@ -18,7 +21,7 @@ from aiohttp import web
 from .core import EMOTION_COLORS, FerStudyError
 
 # %% auto #0
-__all__ = ['LIVE_PAGE', 'dashboard_page', 'is_loopback', 'Dashboard']
+__all__ = ['LIVE_PAGE', 'dashboard_page', 'is_loopback', 'host_allowed', 'origin_allowed', 'Dashboard']
 
 # %% ../nbs/14a_dashboard.ipynb #62093657
 LIVE_PAGE = r"""<!doctype html>
@@ -135,6 +138,32 @@ def _event(data, name: str | None = None) -> bytes:
     "One server-sent event carrying `data` as JSON."
     return ((f'event: {name}\n' if name else '') + f'data: {json.dumps(data, allow_nan=False)}\n\n').encode()
 
+# %% ../nbs/14a_dashboard.ipynb #bade49ed
+_HOST = re.compile(r'(\[[0-9a-f:.]+\]|[a-z0-9._-]+)(?::(\d{1,5}))?', re.I)  # a Host header: name or [IPv6], then :port
+_EVERY_ADDRESS = ('', '0.0.0.0', '::')
+
+@functools.cache
+def _machine_names() -> frozenset[str]:
+    return frozenset(n.lower() for n in (socket.gethostname(), socket.getfqdn()) if n)
+
+def _is_address(name: str) -> bool:
+    try: return bool(ipaddress.ip_address(name))
+    except ValueError: return False
+
+def host_allowed(host: str | None, bound: str, port: int) -> bool:
+    "Whether a request's `Host` names the server bound to `bound`:`port`; any other name may be DNS rebinding."
+    m = _HOST.fullmatch(host or '')
+    if not m or int(m[2] or 80) != port: return False
+    name = m[1].lower().strip('[]')
+    if name in ('localhost', '127.0.0.1', '::1', bound.lower().strip('[]')): return True
+    return bound in _EVERY_ADDRESS and (_is_address(name) or name in _machine_names())
+
+def origin_allowed(origin: str | None, bound: str, port: int) -> bool:
+    "Whether a request's `Origin` (None: not a request across origins) is a page of the server bound to `bound`:`port`."
+    if origin is None: return True
+    scheme, sep, rest = origin.partition('://')
+    return bool(sep) and scheme.lower() == 'http' and host_allowed(rest, bound, port)
+
 # %% ../nbs/14a_dashboard.ipynb #5871af47
 class Dashboard:
     "The live page and a server-sent event stream of updates, served by aiohttp in a thread of its own."
@@ -172,7 +201,7 @@ class Dashboard:
         loop.close()
 
     async def _bind(self) -> int:
-        app = web.Application()
+        app = web.Application(middlewares=[self._own_names_only])
         app.router.add_get('/', self._page)
         app.router.add_get('/events', self._events)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
@@ -181,7 +210,16 @@ class Dashboard:
         except BaseException:
             await self._runner.cleanup()
             raise
-        return self._runner.addresses[0][1]
+        self.port = self._runner.addresses[0][1]  # before any request is read: the port of port 0
+        return self.port
+
+    @web.middleware
+    async def _own_names_only(self, request: web.Request, handler):
+        "Answer only a request for this dashboard's own names, from no page or one of its own (see `host_allowed`)."
+        if host_allowed(request.headers.get('Host'), self.host, self.port) and \
+                origin_allowed(request.headers.get('Origin'), self.host, self.port):
+            return await handler(request)
+        return web.Response(status=403, text=f"this dashboard answers only as {self.url} (or localhost)\n")
 
     async def _page(self, request: web.Request) -> web.Response:
         return web.Response(text=self.page, content_type='text/html')

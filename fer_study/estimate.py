@@ -24,6 +24,7 @@ import torch
 from .faces import align_face, detect_faces, detect_near, face_detector, landmark_predictor
 from .inference import FaceInference
 from .keyframes import VideoError, _ffmpeg_error, ffmpeg_exe, output_size, probe_video
+from .procs import child_options
 from .rafdb import resize_face
 from .settings import SCENE_MIN_GAP, VideoSettings, detection_width
 
@@ -116,7 +117,7 @@ def score_chunk(path: str | Path, start: float = 0.0, length: float | None = Non
         scores_file, frames_file = Path(d)/'scores.txt', Path(d)/'frames.rgb'
         t0 = time.perf_counter()
         res = subprocess.run(chunk_command(path, start, length, list(picks), size, scores_file, frames_file),
-                             capture_output=True, text=True, errors='replace')
+                             capture_output=True, text=True, errors='replace', **child_options())
         seconds = time.perf_counter() - t0
         if res.returncode != 0:
             raise VideoError(f"{path}: FFmpeg failed with exit code {res.returncode} ({_ffmpeg_error(res.stderr)})")

@@ -20,6 +20,7 @@ import imageio_ffmpeg
 import numpy as np
 
 from .core import FerStudyError
+from .procs import child_options
 from .settings import VideoSettings
 
 # %% auto #0
@@ -175,7 +176,8 @@ class KeyframeStream:
         try:
             proc = self.process = subprocess.Popen(keyframe_command(self.path, self.expr, self.size, wfd),
                                                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                                   stderr=subprocess.PIPE, pass_fds=(wfd,))
+                                                   stderr=subprocess.PIPE, pass_fds=(wfd,),
+                                                   **child_options())
         finally: os.close(wfd)
         log = deque(maxlen=200)
         drain = threading.Thread(target=lambda: log.extend(l.decode(errors='replace') for l in proc.stderr),

@@ -11,9 +11,9 @@ import contextlib
 import dataclasses
 import json
 import math
+import os
 import queue
 import re
-import signal
 import subprocess
 import sys
 import threading
@@ -29,13 +29,14 @@ from fastcore.basics import patch
 
 from .core import FerStudyError, ParamsError, pick_device, writable_dir
 from .keyframes import Keyframe, VideoError, ffmpeg_exe, keyframe_expr, parse_ffmpeg_header
+from .procs import child_options, interruption, run_command, signal_status, stop_signals
 from .settings import VideoSettings, add_video_arguments, video_settings_from_args
 
 # %% auto #0
-__all__ = ['LIVE_FPS', 'STALL_SECONDS', 'RECORDING', 'FRAGMENTED', 'STAMP_WAIT', 'live_settings', 'input_options', 'source_url',
-           'live_command', 'FrameSlot', 'LiveFrame', 'ffmpeg_reason', 'LiveSource', 'LiveView', 'add_live_arguments',
-           'add_live_command', 'stop_signals', 'jsonl_sink', 'check_record', 'follow', 'warm_up', 'save_live',
-           'run_live', 'main']
+__all__ = ['LIVE_FPS', 'STALL_SECONDS', 'RECORDING', 'FRAGMENTED', 'STAMP_WAIT', 'OUT_FILES', 'live_settings', 'input_options',
+           'source_url', 'live_command', 'FrameSlot', 'LiveFrame', 'ffmpeg_reason', 'LiveSource', 'LiveView',
+           'add_live_arguments', 'add_live_command', 'same_file', 'check_record', 'check_jsonl', 'check_distinct',
+           'jsonl_sink', 'follow', 'warm_up', 'save_live', 'check_live_args', 'run_live', 'main']
 
 # %% ../nbs/14_live.ipynb #6a8989e7
 LIVE_FPS = 2.0  # frames analysed a second unless --fps or --scene-change says otherwise
@@ -191,15 +192,16 @@ class _Connection:
 class LiveSource:
     "A source FFmpeg reads in a thread: sampled frames into a `FrameSlot`, a beat per frame decoded, reopened if lost."
     def __init__(self, source: str, expr: str, input_format: str | None = None, options: dict | None = None,
-                 realtime: bool = False, record: Path | None = None, reconnect: float = 10.0):
+                 realtime: bool = False, record: Path | None = None, reconnect: float = 10.0,
+                 log: Callable[[str], None] | None = None):
         self.source, self.expr, self.input_format, self.options = source, expr, input_format, options
-        self.realtime, self.record, self.reconnect = realtime, record, reconnect
+        self.realtime, self.record, self.reconnect, self.log = realtime, record, reconnect, log or (lambda line: None)
         self.is_file = input_format is None and Path(source).is_file()
         self.slot, self.info, self.frame_size, self.recordings = FrameSlot(), None, None, []
         self.frames_decoded = self.sampled = 0
         self.state, self.error = 'connecting', None  # live, reconnecting; at the end ended, lost, stopped or failed
         self.now = 0.0  # session seconds of the newest decoded frame
-        self._t0 = self._alive = self._conn = None  # monotonic times of the first and the latest data
+        self._t0 = self._alive = self._begun = self._conn = None  # monotonic: first and latest data, first attempt
         self._index = 0  # frame index of the current connection's first frame in the session
         self._lock, self._stopping, self._started = threading.Lock(), threading.Event(), threading.Event()
         self._thread = threading.Thread(target=self._run, name='live-source', daemon=True)
@@ -207,11 +209,7 @@ class LiveSource:
     def start(self, stop: threading.Event | None = None) -> LiveSource:
         "Start reading; return at the first frame (or once `stop` is set); `FerStudyError` naming a source that fails."
         self._thread.start()
-        deadline = time.monotonic() + self.reconnect
-        while not self._started.wait(0.1) and not (stop and stop.is_set()):
-            if time.monotonic() > deadline:
-                self.stop()
-                raise FerStudyError(f"{self.source}: no video came within {self.reconnect:g} s (--reconnect)")
+        while not self._started.wait(0.1) and not (stop and stop.is_set()): self.check()  # a silent try is ended
         if self.state == 'failed':
             self._thread.join()
             raise FerStudyError(self.error)
@@ -223,27 +221,35 @@ class _Outcome:
     "How one FFmpeg process on the source ended."
     returncode: int
     why: str
-
+    delivered: bool  # it had data
 @patch
 def _run(self: LiveSource) -> None:
     "The reading thread: one FFmpeg process after another until the source has ended, is lost, or is stopped."
+    self._begun, tries = time.monotonic(), 0  # tries: FFmpeg processes since the source last had data
     try:
         while not self._stopping.is_set():
             out = self._connect()
+            tries = 0 if out.delivered else tries + 1
             if self._stopping.is_set(): break
-            if self._alive is None:
-                self.state, self.error = 'failed', f"{self.source}: FFmpeg cannot open it ({out.why})"
+            if self.is_file:  # a file does not change: it ends, or fails, once
+                self.state = 'failed' if self._alive is None else 'ended' if out.returncode == 0 else 'lost'
+                if self.state == 'failed': self.error = f"{self.source}: FFmpeg cannot open it ({out.why})"
+                elif out.returncode: self.error = f"{self.source}: FFmpeg ended with code {out.returncode} ({out.why})"
                 break
-            if self.is_file:
-                self.state = 'ended' if out.returncode == 0 else 'lost'
-                if out.returncode: self.error = f"{self.source}: FFmpeg stopped with code {out.returncode} ({out.why})"
+            waited = time.monotonic() - (self._alive or self._begun)  # since the last data, or the first attempt
+            attempts = f"{tries} attempt{'s' * (tries != 1)}"
+            if self.reconnect - waited < 1 and self._alive is None:  # no second left for another attempt
+                self.state, self.error = 'failed', (f"{self.source}: no video came within {waited:.0f} s ({attempts}, "
+                                                    f"the last: {out.why}; --reconnect {self.reconnect:g})")
                 break
-            lost_for = time.monotonic() - self._alive
-            if lost_for >= self.reconnect:
-                self.state, self.error = 'lost', f"{self.source}: lost for {lost_for:.0f} s ({out.why})"
+            if self.reconnect - waited < 1:
+                self.state = 'lost'
+                self.error = f"{self.source}: lost for {waited:.0f} s ({out.why}; {attempts} to reconnect)"
                 break
-            self.state = 'reconnecting'
-            self._stopping.wait(min(1.0, self.reconnect - lost_for))
+            if self._alive is not None: self.state = 'reconnecting'
+            self.log(f"[!] {self.source}: {out.why}; {'trying again' if self._alive is None else 'reconnecting'}, "
+                     f"attempt {tries + 1} in a second ({self.reconnect - waited - 1:.0f} s left of --reconnect)")
+            self._stopping.wait(1.0)
     finally:
         if self.state in ('connecting', 'live', 'reconnecting'): self.state = 'stopped'
         self.slot.close()
@@ -259,17 +265,15 @@ def _recording(self: LiveSource) -> Path | None:
     return path
 
 # %% ../nbs/14_live.ipynb #d3f06542
-# FFmpeg in a process group of its own: Ctrl-C in the terminal reaches this process only, which stops FFmpeg gently
-_OWN_GROUP = (dict(creationflags=subprocess.CREATE_NEW_PROCESS_GROUP) if sys.platform == 'win32'
-              else dict(start_new_session=True))
-
 @patch
 def _connect(self: LiveSource) -> _Outcome:
     "Run one FFmpeg process on the source until it ends."
     record = self._recording()
     cmd = live_command(self.source, self.expr, self.input_format, self.options, self.realtime, record)
+    # a process group of its own: Ctrl-C in the terminal reaches this process only, which stops FFmpeg gently; and
+    # FFmpeg dies with this thread, which waits for it, so even a `live` killed outright leaves no FFmpeg on the port
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            **_OWN_GROUP)
+                            **child_options(own_group=True))
     conn = self._conn = _Connection(proc, record)
     if self._stopping.is_set(): proc.kill()  # stop() came while this process was starting
     beat = lambda ti: self._seen(conn, ti, time.monotonic())
@@ -283,7 +287,7 @@ def _connect(self: LiveSource) -> _Outcome:
     self.frames_decoded += int(decoded[-1]) if decoded else 0
     if record and conn.frames: self.recordings.append(record)
     elif record: record.unlink(missing_ok=True)  # a try that delivered nothing leaves no file
-    return _Outcome(proc.returncode, conn.why or ffmpeg_reason(conn.log))
+    return _Outcome(proc.returncode, conn.why or ffmpeg_reason(conn.log), conn.alive is not None)
 
 @patch
 def _frames(self: LiveSource, conn: _Connection) -> None:
@@ -318,8 +322,9 @@ def _seen(self: LiveSource, conn: _Connection, ti: float, arrival: float) -> flo
 def check(self: LiveSource) -> None:
     "End an FFmpeg that has gone quiet: `STALL_SECONDS` after its last data, or `reconnect` s on a try with none."
     conn, now = self._conn, time.monotonic()
-    if conn is None or conn.proc.poll() is not None or self._alive is None: return
-    limit, since = (min(STALL_SECONDS, self.reconnect), conn.alive) if conn.alive else (self.reconnect, self._alive)
+    if conn is None or conn.proc.poll() is not None: return
+    limit, since = ((min(STALL_SECONDS, self.reconnect), conn.alive) if conn.alive
+                    else (self.reconnect, self._alive or self._begun))  # none yet: since the last data, or the start
     if now - since > limit:
         conn.why = f'no data for {now - since:.0f} s'
         conn.proc.kill()
@@ -401,9 +406,11 @@ def add_live_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument('--realtime', action='store_true', help="read a file at its own speed (FFmpeg's -re), as if live")
     p.add_argument('--scene-change', action='store_true', help='sample by scene change (--threshold) instead of --fps')
     p.add_argument('--reconnect', type=float, default=10.0,
-                   help='seconds to wait for the source, at the start and when lost, before giving up (default: 10)')
+                   help='seconds to wait for the source, at the start and when lost, opening it again once a second, '
+                   'before giving up (default: 10)')
     p.add_argument('--record', type=Path, help='also keep the stream as a video in this file (for `fer-study report`)')
-    p.add_argument('--jsonl', help="write each update as one JSON line to this file ('-': standard output)")
+    p.add_argument('--jsonl', help="write each update as one JSON line to this new file ('-': standard output)")
+    p.add_argument('--jsonl-append', action='store_true', help='add the updates to the end of the --jsonl file')
     p.add_argument('--host', default='127.0.0.1', help='address of the dashboard (default: 127.0.0.1, this machine)')
     p.add_argument('--port', type=int, default=8765, help='port of the dashboard (default: 8765; 0: any free port)')
     p.add_argument('--device', default='auto', choices=['auto', 'cpu', 'cuda'], help='where the model runs')
@@ -419,36 +426,14 @@ def add_live_command(subparsers) -> argparse.ArgumentParser:
     add_live_arguments(p)
     return p
 
-# %% ../nbs/14_live.ipynb #27a83c25
-@contextlib.contextmanager
-def stop_signals():
-    "An event set by Ctrl-C or SIGTERM (a second Ctrl-C interrupts at once); signals are untouched off the main thread."
-    stop = threading.Event()
-    if threading.current_thread() is not threading.main_thread():
-        yield stop
-        return
-    def handle(signum, frame):
-        if stop.is_set(): raise KeyboardInterrupt
-        stop.set()
-    old = {s: signal.signal(s, handle) for s in (signal.SIGINT, signal.SIGTERM)}
-    try: yield stop
-    finally:
-        for s, h in old.items(): signal.signal(s, h)
+# %% ../nbs/14_live.ipynb #2f7a4f42
+OUT_FILES = ('faces.csv', 'keyframes.csv', 'summary.json')  # what `save_live` writes into --out
 
-@contextlib.contextmanager
-def jsonl_sink(target: str | None):
-    "A function writing an object as one JSON line to `target` (a file; '-': standard output; None: nowhere)."
-    if target is None:
-        yield lambda obj: None
-        return
-    try: f = sys.stdout if target == '-' else open(target, 'w', encoding='utf-8')
-    except OSError as e: raise FerStudyError(f"{target}: cannot write the JSON lines there ({e.strerror})") from None
-    def write(obj: dict) -> None:
-        f.write(json.dumps(obj, allow_nan=False) + '\n')
-        f.flush()
-    try: yield write
-    finally:
-        if f is not sys.stdout: f.close()
+def same_file(a: Path, b: Path) -> bool:
+    "Whether `a` and `b` name one file: the same path once links are followed, or the same file on disk."
+    if os.path.realpath(a) == os.path.realpath(b): return True
+    try: return os.path.samefile(a, b)
+    except OSError: return False
 
 def check_record(path: Path | None) -> Path | None:
     "The recording's path, if it does not exist yet and its folder is writable."
@@ -457,6 +442,48 @@ def check_record(path: Path | None) -> Path | None:
         raise FerStudyError(f"{path}: exists already; --record never replaces a file")
     writable_dir(path.parent, 'recording folder')
     return path
+
+def check_jsonl(target: str | None, append: bool) -> None:
+    "Fail naming the file when `--jsonl` would replace one: a file that exists needs `--jsonl-append`."
+    if append and target in (None, '-'):
+        raise ParamsError("--jsonl-append adds to the file --jsonl names: give --jsonl FILE")
+    if target in (None, '-') or append: return
+    path = Path(target)
+    if path.is_symlink() or path.is_file():
+        raise FerStudyError(f"{path}: exists already; --jsonl never replaces a file (--jsonl-append adds to its end)")
+
+def check_distinct(source: str, model: Path, out: Path, record: Path | None, jsonl: str | None) -> None:
+    "Fail naming both when --record or --jsonl names the source, the model, the other, or a table of --out."
+    named = {'the source': Path(source), '--model': model, **{f'--out {n}': out/n for n in OUT_FILES}}
+    outputs = {'--record': record, '--jsonl': None if jsonl in (None, '-') else Path(jsonl)}
+    for flag, path in outputs.items():
+        for other, q in {**named, **outputs}.items():
+            if path is not None and q is not None and other != flag and same_file(path, q):
+                raise FerStudyError(f"{path}: {flag} names {other} as well; give {flag} a file of its own")
+
+# %% ../nbs/14_live.ipynb #27a83c25
+@contextlib.contextmanager
+def jsonl_sink(target: str | None, append: bool = False):
+    "A function writing an object as one JSON line to `target` (a new file, or its end with `append`; '-': stdout)."
+    if target is None:
+        yield lambda obj: None
+        return
+    written = 0
+    try: f = sys.stdout if target == '-' else open(target, 'a' if append else 'x', encoding='utf-8')
+    except FileExistsError: raise FerStudyError(f"{target}: exists already; --jsonl never replaces a file") from None
+    except OSError as e: raise FerStudyError(f"{target}: cannot write the JSON lines there ({e.strerror})") from None
+    made = not append and f is not sys.stdout
+    def write(obj: dict) -> None:
+        nonlocal written
+        f.write(json.dumps(obj, allow_nan=False) + '\n')
+        f.flush()
+        written += 1
+    try: yield write
+    except BaseException:
+        if made and not written: Path(target).unlink(missing_ok=True)  # ours, and empty: a failed start leaves nothing
+        raise
+    finally:
+        if f is not sys.stdout: f.close()
 
 # %% ../nbs/14_live.ipynb #da68312c
 def follow(source: LiveSource, run, view: LiveView, send: Callable[[dict], None], stop: threading.Event,
@@ -530,14 +557,24 @@ def save_live(run, source: LiveSource, out_dir: Path, seconds: float, state: str
     return summary
 
 # %% ../nbs/14_live.ipynb #ab4f3300
-def run_live(args: argparse.Namespace) -> int:
-    "`fer-study live`: 0 when stopped or at the end of a file, 1 when the source was lost (the tables written in both)."
-    settings, options, record = live_settings(args), input_options(args.input_option), check_record(args.record)
+def check_live_args(args: argparse.Namespace) -> tuple[VideoSettings, dict]:
+    "The settings and FFmpeg options of `live`'s arguments, each flag checked; an error names the flag."
+    settings, options = live_settings(args), input_options(args.input_option)
     if not (args.reconnect > 0 and math.isfinite(args.reconnect)):
         raise ParamsError(f"--reconnect must be a positive number of seconds, got {args.reconnect}")
+    if not 0 <= args.port <= 65535:
+        raise ParamsError(f"--port must be a whole number from 0 to 65535 (0: any free port), got {args.port}")
+    check_record(args.record)
+    check_jsonl(args.jsonl, args.jsonl_append)
+    check_distinct(args.source, args.model, args.out, args.record, args.jsonl)
+    return settings, options
+
+def run_live(args: argparse.Namespace) -> int:
+    "`fer-study live`: 0 at the end of a file, 130/143 when stopped, 2 when the source was lost (tables saved in all)."
+    settings, options = check_live_args(args)
     made = not args.out.exists()
     out_dir = writable_dir(args.out)
-    try: return _live(args, settings, options, record, out_dir)
+    try: return _live(args, settings, options, args.record, out_dir)
     except BaseException:
         if made:
             with contextlib.suppress(OSError): out_dir.rmdir()  # only if empty: a source never seen leaves nothing
@@ -550,13 +587,14 @@ def _live(args: argparse.Namespace, settings: VideoSettings, options: dict, reco
     say = lambda message: print(message, file=sys.stderr, flush=True)
     if not is_loopback(args.host):
         say(f"[!] the dashboard listens on {args.host}: whoever can reach this address sees the audience's emotions")
-    with stop_signals() as stop, jsonl_sink(args.jsonl) as write, Dashboard(args.host, args.port) as board:
+    with stop_signals() as stop, jsonl_sink(args.jsonl, args.jsonl_append) as write, \
+            Dashboard(args.host, args.port) as board:
         say(f"[*] dashboard: {board.url}")
         model, meta = load_model(args.model, pick_device(args.device))
         run = KeyframeAnalysis(_source_name(args.source), model, {**meta, 'checkpoint': str(args.model)}, settings)
         warm_up(run)
         expr = keyframe_expr(settings.threshold, settings.fps, settings.min_gap)
-        source = LiveSource(args.source, expr, args.input_format, options, args.realtime, record, args.reconnect)
+        source = LiveSource(args.source, expr, args.input_format, options, args.realtime, record, args.reconnect, say)
         if source.is_file and not args.realtime:
             say("[!] without --realtime a file is read as fast as it decodes and most of its frames are dropped; "
                 "`fer-study analyze` reads them all")
@@ -568,6 +606,9 @@ def _live(args: argparse.Namespace, settings: VideoSettings, options: dict, reco
             board.publish(update)
             write(update)
         source.start(stop)
+        if stop.is_set() and not source.sampled:  # stopped before the source sent anything: nothing to save
+            source.stop()
+            raise interruption(stop.signum)
         say(f"[*] reading {args.source}, {sampling}; Ctrl-C stops and saves")
         try: follow(source, run, view, send, stop, status, latencies)
         finally:
@@ -583,15 +624,12 @@ def _live(args: argparse.Namespace, settings: VideoSettings, options: dict, reco
         + ''.join(f"; recorded to {p}" for p in source.recordings))
     if state == 'lost':
         say(f"error: {source.error}; what was seen until {summary['video']['duration']:.1f} s is saved in {out_dir}/")
-        return 1
-    return 0
+        return 2
+    return signal_status(stop.signum) if stop.is_set() else 0
 
 def main(argv: list[str] | None = None) -> int:
     "`fer-study live ARGS` on its own: what the `fer-study` command runs for `live`."
     parser = argparse.ArgumentParser(prog='fer-study')
     add_live_command(parser.add_subparsers(dest='command', required=True))
     args = parser.parse_args(['live', *(sys.argv[1:] if argv is None else argv)])
-    try: return run_live(args)
-    except FerStudyError as e:
-        print(f'error: {e}', file=sys.stderr)
-        return 2
+    return run_command(lambda: run_live(args))

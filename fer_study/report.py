@@ -5,15 +5,13 @@
 # %% ../nbs/12_report.ipynb #bcc5999a
 from __future__ import annotations
 
-import contextlib
 import html
 import json
 import math
 import os
 import re
-import signal
 import string
-import threading
+import subprocess
 from pathlib import Path
 from typing import Sequence
 
@@ -22,6 +20,7 @@ import nbformat
 import numpy as np
 import pandas as pd
 import papermill
+from jupyter_client.manager import AsyncKernelManager
 from nbclient.exceptions import DeadKernelError
 from nbconvert import HTMLExporter
 from nbconvert.preprocessors import TagRemovePreprocessor
@@ -31,13 +30,14 @@ from papermill.execute import raise_for_execution_errors
 import fer_study
 from .core import (CLASSES, EMOTION_COLORS, NEGATIVE_CLASSES, POSITIVE_CLASSES, FerStudyError, atomic_path,
                             write_text_atomic)
+from .procs import sigterm_unwinds
 from .settings import VideoSettings
 
 # %% auto #0
-__all__ = ['REPORT_TEMPLATES', 'template_path', 'notebook_html', 'md_escape', 'execute_template', 'sigterm_unwinds',
-           'ReportError', 'run_report', 'clock', 'reaction_moments', 'display_window', 'spread_keyframes',
-           'plain_summary', 'truth_paragraph', 'draw_truth_confusion', 'draw_truth_shares', 'report_videos',
-           'headline_pairs', 'oriented_pair', 'study_lead', 'report_study']
+__all__ = ['REPORT_TEMPLATES', 'template_path', 'notebook_html', 'md_escape', 'execute_template', 'ReportError', 'run_report',
+           'clock', 'reaction_moments', 'display_window', 'spread_keyframes', 'plain_summary', 'truth_paragraph',
+           'draw_truth_confusion', 'draw_truth_shares', 'report_videos', 'headline_pairs', 'oriented_pair',
+           'study_lead', 'report_study']
 
 # %% ../nbs/12_report.ipynb #b4f7214a
 REPORT_TEMPLATES = {'video': 'video_report.ipynb', 'study': 'study_report.ipynb'}
@@ -81,28 +81,23 @@ def md_escape(text) -> str:
     "Markdown that renders as `text` itself: no HTML, no markup, one line."
     return _MARKDOWN_PUNCTUATION.sub(r'\\\1', html.escape(' '.join(str(text).splitlines()), quote=False))
 
+# %% ../nbs/12_report.ipynb #c7a1c61d
+class _QuietKernel(AsyncKernelManager):
+    "A Jupyter kernel whose own output goes nowhere: the cells' output comes through Jupyter's channels."
+    async def start_kernel(self, **kw):
+        return await super().start_kernel(**{'stdout': subprocess.DEVNULL, 'stderr': subprocess.DEVNULL, **kw})
+
 # %% ../nbs/12_report.ipynb #0f253406
 def execute_template(template: str | Path, parameters: dict
                      ) -> tuple[nbformat.NotebookNode, papermill.PapermillExecutionError | None]:
     "Run `template` with `parameters` in memory in the working directory; return the notebook and its first cell error."
     nb = papermill.execute_notebook(str(template), None, parameters, kernel_name='python3', prepare_only=True,
                                     progress_bar=False)
-    nb = papermill_engines.execute_notebook_with_engine(None, nb, kernel_name='python3', progress_bar=False)
+    nb = papermill_engines.execute_notebook_with_engine(None, nb, kernel_name='python3', progress_bar=False,
+                                                        kernel_manager_class=_QuietKernel, shutdown_kernel='immediate')
     try: raise_for_execution_errors(nb, None)  # marks the failing cell in `nb`, as papermill's own output would be
     except papermill.PapermillExecutionError as e: return nb, e
     return nb, None
-
-# %% ../nbs/12_report.ipynb #efb366fd
-def _exit_on_signal(signum, frame): raise SystemExit(128 + signum)
-
-@contextlib.contextmanager
-def sigterm_unwinds():
-    "Inside the block SIGTERM raises `SystemExit(143)` so that cleanup runs, instead of ending the process outright."
-    ours = threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
-    if ours: signal.signal(signal.SIGTERM, _exit_on_signal)
-    try: yield
-    finally:
-        if ours: signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 # %% ../nbs/12_report.ipynb #4033ef1b
 class ReportError(FerStudyError):

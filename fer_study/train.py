@@ -6,15 +6,12 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import dataclasses
 import hashlib
 import json
 import math
 import os
 import shutil
-import signal
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -29,12 +26,13 @@ from .core import (CLASSES, DatasetError, FerStudyError, ParamsError, atomic_pat
 from .losses import SparseCenterLoss
 from .metrics import METRIC_NAMES, best_per_metric, classification_metrics, format_block
 from .model import build_model, finite_numbers, model_meta, predict_probs, read_checkpoint
+from .procs import die_with_parent, hold_folder
 from .rafdb import load_images, normalize, random_five_crop_flip
 
 # %% auto #0
-__all__ = ['LOSSES', 'DEVICES', 'PARAM_KEYS', 'TRAINER_FILES', 'PR_SET_PDEATHSIG', 'TrainConfig', 'check_config', 'train_config',
-           'check_subsets', 'load_subsets', 'data_fingerprint', 'TrainingDiverged', 'train_epoch', 'evaluate_subset',
-           'remove_run', 'hold_folder', 'die_with_parent', 'summarize', 'report', 'init_distributed', 'train']
+__all__ = ['LOSSES', 'DEVICES', 'PARAM_KEYS', 'TRAINER_FILES', 'TrainConfig', 'check_config', 'train_config', 'check_subsets',
+           'load_subsets', 'data_fingerprint', 'TrainingDiverged', 'train_epoch', 'evaluate_subset', 'remove_run',
+           'summarize', 'report', 'init_distributed', 'train']
 
 # %% ../nbs/06_train.ipynb #dd28769d
 LOSSES = {'dacl': None, 'softmax': 0.0}  # softmax = the same model trained with lambda = 0
@@ -251,36 +249,6 @@ def remove_run(out_dir: str | Path, why: str) -> None:
     for name in found:
         if (p := out_dir/name).is_dir() and not p.is_symlink(): shutil.rmtree(p)
         else: p.unlink()
-
-# %% ../nbs/06_train.ipynb #7a4e9c02
-@contextlib.contextmanager
-def hold_folder(out_dir: str | Path):
-    "Hold an exclusive lock on `out_dir` (made if absent) while the block runs; a second holder fails at once."
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    try: import fcntl
-    except ImportError: fcntl = None  # Windows: no flock, no guard
-    fd = os.open(out_dir, os.O_RDONLY)
-    try:
-        if fcntl is not None:
-            try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise FerStudyError(f"{out_dir}: another `fer-study train` is training into this folder; "
-                                    "wait for it to finish or stop it") from None
-        yield out_dir
-    finally: os.close(fd)
-
-# %% ../nbs/06_train.ipynb #ddc97de8
-PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
-
-def die_with_parent(parent: int | None = None) -> bool:
-    "Ask Linux to SIGKILL this process when its parent (pid `parent`, default the current one) dies; False elsewhere."
-    parent = parent or os.getppid()
-    if not sys.platform.startswith('linux'): return False
-    try: ok = ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) == 0
-    except (OSError, AttributeError): return False
-    if ok and os.getppid() != parent: os.kill(os.getpid(), signal.SIGKILL)  # the parent died before the request held
-    return ok
 
 # %% ../nbs/06_train.ipynb #4f2b0655
 def _live(out_dir: Path, history: list[dict]):

@@ -4,6 +4,8 @@ import io
 import multiprocessing as mp
 import os
 import signal
+import subprocess
+import sys
 from multiprocessing.connection import wait
 
 import pandas as pd
@@ -14,7 +16,7 @@ from fer_study.cli import main
 from fer_study.core import CLASSES
 from fer_study.settings import VideoSettings
 from fer_study.synth import make_demo_video
-from fer_study.testing import demo_checkpoint
+from fer_study.testing import demo_checkpoint, make_test_video
 
 FAST = ['--fps', '2', '--no-progress']
 PROB_TOLERANCE = 1e-5  # ONNX Runtime with another thread count may sum in another order: the 6th decimal may move
@@ -142,3 +144,42 @@ def test_interrupt_stops_the_workers_and_leaves_nothing_half_written(talks, tmp_
     assert done == [0] and mp.active_children() == []
     # the first video's results are whole; the second's folder, made for it, is gone again with its temporaries
     assert leftovers(tmp_path) == ['a', 'a/faces.csv', 'a/keyframes.csv', 'a/summary.json']
+
+
+ANALYZE = [sys.executable, '-c', 'import sys; from fer_study.cli import main; sys.exit(main())', 'analyze']
+# no face, and every keyframe searched whole at twice its size: tens of seconds of work, so each worker's FFmpeg is
+# still feeding it when the command is stopped
+SLOW = ['--fps', '2', '--detect-every', '0', '--upsample', '1', '--precision', 'fp32', '--no-progress']
+STOPPED = {signal.SIGINT: 'interrupted: nothing was half-written; earlier results are as they were',
+           signal.SIGTERM: 'stopped by SIGTERM: nothing was half-written; earlier results are as they were'}
+
+
+@pytest.fixture(scope='module')
+def slow_talks(tmp_path_factory):
+    d = tmp_path_factory.mktemp('slow')
+    for name in ('a', 'b'): make_test_video(d / f'{name}.mp4', 'testsrc=size=1280x720:rate=25:duration=10')
+    return d
+
+
+@pytest.mark.parametrize('sig', [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=['ctrl-c', 'sigterm', 'sigkill'])
+def test_a_stopped_analyze_leaves_no_process_behind(talks, slow_talks, tmp_path, process_table, sig):
+    _, ckpt = talks
+    out = tmp_path / 'out'
+    # a session of its own, as a terminal gives a command: Ctrl-C goes to its whole process group
+    proc = subprocess.Popen([*ANALYZE, str(slow_talks), '--model', str(ckpt), '--out', str(out), '--jobs', '2', *SLOW],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=process_table.default_signals)
+    try:
+        decoding = lambda: len(process_table.descendants(proc.pid, 'rawvideo')) == 2  # not a probe: a decoder
+        process_table.wait_for(decoding, 'an FFmpeg decoding in each worker', proc)
+        started = process_table.descendants(proc.pid)  # the workers, their FFmpeg, multiprocessing's resource tracker
+        os.killpg(proc.pid, sig) if sig == signal.SIGINT else proc.send_signal(sig)
+        err = proc.communicate(timeout=120)[1]
+    finally:
+        if proc.poll() is None: os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == (-signal.SIGKILL if sig == signal.SIGKILL else 128 + sig), err
+    if sig != signal.SIGKILL: assert err.splitlines() == [STOPPED[sig]], err
+    assert len(started) >= 5 and process_table.still_running(started) == [], started
+    # no table was finished; nothing of one is there (a killed worker may leave the empty folder made for its video)
+    assert [p for p in out.rglob('*') if not p.is_dir()] == []
+    if sig != signal.SIGKILL: assert leftovers(out) == []

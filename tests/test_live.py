@@ -1,10 +1,12 @@
-"""fer-study live: a file played in real time, the dashboard in Chromium, Ctrl-C, a stream that stops, bad sources.
+"""fer-study live: a file played in real time, the dashboard in Chromium, Ctrl-C, a stream that stops, bad sources,
+the files it must not replace, the processes it must not leave behind, the names its dashboard answers to.
 
 Loopback only. Nothing waits on a clock: each step waits for an output line, an update on the page, or a process."""
 import asyncio
 import contextlib
 import itertools
 import json
+import os
 import re
 import shutil
 import signal
@@ -57,16 +59,19 @@ def free_port(kind=socket.SOCK_STREAM) -> int:
 
 def test_a_file_in_real_time_gives_updates_that_agree_with_the_tables(inputs, tmp_path, capsys):
     video, ckpt = inputs
-    out = tmp_path / 'out'
-    code = main(live_args(video, ckpt, out, '--realtime', '--jsonl', tmp_path / 'updates.jsonl', '--window', 2,
-                          '--record', tmp_path / 'talk.mp4'))
+    out, earlier = tmp_path / 'out', '{"end": 1.0, "an": "earlier session"}\n'
+    (tmp_path / 'updates.jsonl').write_text(earlier)  # --jsonl-append: the updates go after it
+    code = main(live_args(video, ckpt, out, '--realtime', '--jsonl', tmp_path / 'updates.jsonl', '--jsonl-append',
+                          '--window', 2, '--record', tmp_path / 'talk.mp4'))
     err = capsys.readouterr().err
     assert code == 0, err
     assert f'outputs in {out}/' in err and 'dropped while busy' in err and f'recorded to {tmp_path / "talk.mp4"}' in err
     summary = read_summary(out / 'summary.json')  # the analyze schema, key for key
     faces, kfs = pd.read_csv(out / 'faces.csv'), pd.read_csv(out / 'keyframes.csv')
     assert summary['participants_seen'] == 4 and len(faces) == summary['faces'] and len(kfs) >= 2
-    updates = [json.loads(line) for line in (tmp_path / 'updates.jsonl').read_text().splitlines()]
+    kept, *lines = (tmp_path / 'updates.jsonl').read_text().splitlines(keepends=True)
+    assert kept == earlier
+    updates = [json.loads(line) for line in lines]
     # summary.json's live block: the run's frames, how it ended, and the latency of the update after each frame
     run, final = summary['live'], updates[-1]['live']
     assert (run['source'], run['state'], run['analysed']) == (str(video), 'ended', len(kfs))
@@ -159,6 +164,8 @@ def test_the_dashboard_shows_each_participant_and_ctrl_c_saves(inputs, tmp_path)
         else: pytest.fail('Chromium did not start its DevTools server')
         threading.Thread(target=browser.stderr.read, daemon=True).start()  # its later messages never fill the pipe
         first, later = asyncio.run(look_twice(f'http://{devtools[1]}', m[1]))
+        # the same page by the name `localhost`: the dashboard answers to it (and to no name of another site)
+        by_name, _ = asyncio.run(look_twice(f'http://{devtools[1]}', m[1].replace('127.0.0.1', 'localhost'), 1))
         live.send_signal(signal.SIGINT)
         rest = live.communicate(timeout=120)[1]
     finally:
@@ -166,8 +173,8 @@ def test_the_dashboard_shows_each_participant_and_ctrl_c_saves(inputs, tmp_path)
             if p and p.poll() is None: p.kill()
     assert len(first['tiles']) == len(later['tiles']) == 4, (first, later)
     assert first['tiles'] != later['tiles']  # seconds seen, if nothing else, have moved on
-    assert 'live' in first['status'] and 'synthetic face set' in first['note']
-    assert live.returncode == 0, rest
+    assert 'live' in first['status'] and 'synthetic face set' in first['note'] and len(by_name['tiles']) == 4
+    assert live.returncode == 130, rest  # stopped by Ctrl-C, after saving
     assert f'outputs in {out}/' in rest
     assert read_summary(out / 'summary.json')['participants_seen'] == 4
     assert json.loads((tmp_path / 'updates.jsonl').read_text().splitlines()[-1])['live']['state'] == 'stopped'
@@ -199,8 +206,9 @@ def test_a_stream_that_stops_is_saved_and_exits_non_zero(inputs, tmp_path, capsy
         listening.set()
         sender.join()
     err = capsys.readouterr().err
-    assert code == 1 and senders[0].returncode == 0, err
-    said = rf'error: {source}: lost for \d+ s \(no data for \d+ s\); what was seen until [\d.]+ s is saved in {out}/'
+    assert code == 2 and senders[0].returncode == 0, err
+    said = (rf'error: {source}: lost for \d+ s \(no data for \d+ s; \d+ attempts? to reconnect\); '
+            rf'what was seen until [\d.]+ s is saved in {out}/')
     assert re.search(said, err), err
     summary = read_summary(out / 'summary.json')
     assert summary['faces'] > 0 and summary['video']['path'] == source
@@ -209,20 +217,26 @@ def test_a_stream_that_stops_is_saved_and_exits_non_zero(inputs, tmp_path, capsy
     assert sorted(p.name for p in tmp_path.iterdir()) == ['out', 'talk.mp4']  # the tries that got nothing left nothing
 
 
-def test_a_source_that_does_not_exist_fails_naming_it(inputs, tmp_path, capsys):
+def test_a_source_that_cannot_be_opened_is_tried_for_reconnect_seconds(inputs, tmp_path, capsys):
     _, ckpt = inputs
-    closed = free_port()
-    cases = {str(tmp_path / 'nowhere.mp4'): 'No such file or directory',
-             f'tcp://127.0.0.1:{closed}': 'Connection refused'}
-    for source, why in cases.items():
-        assert main(live_args(source, ckpt, tmp_path / 'out')) == 2
+    (tmp_path / 'notes.mp4').write_text('not a video at all\n')  # a file: it will not change, so it fails at once
+    assert main(live_args(tmp_path / 'notes.mp4', ckpt, tmp_path / 'out', '--jsonl', tmp_path / 'new.jsonl')) == 2
+    err = capsys.readouterr().err
+    assert f"error: {tmp_path / 'notes.mp4'}: FFmpeg cannot open it (" in err and 'attempt' not in err, err
+    # any other source is opened again until --reconnect has passed, whatever the failure, each attempt said:
+    # a connection refused, a path that is not there (yet), a port nobody sends to (where FFmpeg would wait for ever)
+    cases = {f'tcp://127.0.0.1:{free_port()}': (3, 'Connection refused', 2),  # fails at once: tried again and again
+             str(tmp_path / 'nowhere.mp4'): (1, 'No such file or directory', 1),
+             f'udp://127.0.0.1:{free_port(socket.SOCK_DGRAM)}': (1, r'no data for \d+ s', 1)}
+    for source, (seconds, why, least) in cases.items():
+        assert main(live_args(source, ckpt, tmp_path / 'out', '--reconnect', seconds)) == 2
         err = capsys.readouterr().err
-        assert f'error: {source}: FFmpeg cannot open it' in err and why in err, err
-    # a port nobody sends to: FFmpeg would wait for ever
-    silent = f'udp://127.0.0.1:{free_port(socket.SOCK_DGRAM)}'
-    assert main(live_args(silent, ckpt, tmp_path / 'out', '--reconnect', 1)) == 2
-    assert f'error: {silent}: no video came within 1 s (--reconnect)' in capsys.readouterr().err
-    assert not (tmp_path / 'out').exists()  # nothing written, not even the folder, for a source never seen
+        final = re.search(rf'error: {re.escape(source)}: no video came within \d+ s \((\d+) attempts?, the last: '
+                          rf'.*{why}.*; --reconnect {seconds}\)', err)
+        assert final and int(final[1]) >= least, err
+        retries = re.findall(rf'\[!\] {re.escape(source)}: .*{why}.*; trying again, attempt (\d+) ', err)
+        assert [int(n) for n in retries] == list(range(2, int(final[1]) + 1)), err  # each attempt after the first
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['notes.mp4']  # no folder, and no --jsonl file it made
 
 
 def test_a_port_in_use_is_an_error_naming_it(inputs, tmp_path, capsys):
@@ -234,3 +248,98 @@ def test_a_port_in_use_is_an_error_naming_it(inputs, tmp_path, capsys):
         assert main(live_args(video, ckpt, tmp_path / 'out', '--realtime', '--port', port)) == 2
     err = capsys.readouterr().err
     assert f'error: 127.0.0.1:{port}: cannot serve the dashboard there (Address already in use)' in err, err
+
+
+@pytest.mark.parametrize('flags, message', [
+    (['--port', 70000], '--port must be a whole number from 0 to 65535 (0: any free port), got 70000'),
+    (['--port', -5], '--port must be a whole number from 0 to 65535 (0: any free port), got -5'),
+    (['--reconnect', 0], '--reconnect must be a positive number of seconds, got 0.0'),
+    (['--jsonl-append'], '--jsonl-append adds to the file --jsonl names: give --jsonl FILE'),
+])
+def test_settings_are_checked_before_anything_starts(inputs, tmp_path, capsys, flags, message):
+    video, ckpt = inputs
+    assert main(live_args(video, ckpt, tmp_path / 'out', *flags)) == 2
+    assert capsys.readouterr().err == f'error: {message}\n'
+    assert not (tmp_path / 'out').exists()
+
+
+def test_jsonl_never_replaces_a_file(inputs, tmp_path, capsys):
+    video, ckpt = inputs
+    (out := tmp_path / 'out').mkdir()
+    files = {'old.jsonl': b'{"end": 1.0}\n', 'talk.mp4': video.read_bytes(), 'out/summary.json': b'{"faces": 3}',
+             'model.pt': b'not really weights'}
+    for name, data in files.items(): (tmp_path / name).write_bytes(data)
+    (tmp_path / 'alias.mp4').symlink_to(tmp_path / 'talk.mp4')
+    src, model = tmp_path / 'talk.mp4', tmp_path / 'model.pt'
+    refused = {  # the file --jsonl names: what it is, with --jsonl-append too where that matters
+        ('old.jsonl',): 'old.jsonl: exists already; --jsonl never replaces a file (--jsonl-append adds to its end)',
+        ('talk.mp4', '--jsonl-append'): 'talk.mp4: --jsonl names the source as well',
+        ('alias.mp4', '--jsonl-append'): 'alias.mp4: --jsonl names the source as well',
+        ('model.pt', '--jsonl-append'): 'model.pt: --jsonl names --model as well',
+        ('out/summary.json', '--jsonl-append'): 'summary.json: --jsonl names --out summary.json as well',
+        ('rec.mp4', '--record', tmp_path / 'rec.mp4'): 'rec.mp4: --record names --jsonl as well',
+    }
+    for (name, *more), message in refused.items():
+        assert main([str(src), '--model', str(model), '--out', str(out), '--port', '0', '--realtime',
+                     '--jsonl', str(tmp_path / name), *map(str, more)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith('error: ') and message in err and len(err.splitlines()) == 1, err
+    # a session that fails after its start leaves a file it was to add to as it was
+    assert main(live_args(tmp_path / 'nowhere.mp4', ckpt, out, '--reconnect', 0.5, '--jsonl', tmp_path / 'old.jsonl',
+                          '--jsonl-append')) == 2
+    assert {name: (tmp_path / name).read_bytes() for name in files} == files
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['alias.mp4', 'model.pt', 'old.jsonl', 'out', 'talk.mp4']
+
+
+STOPPED_BEFORE_ANY_VIDEO = {signal.SIGINT: 'interrupted: nothing was half-written; earlier results are as they were',
+                            signal.SIGTERM: 'stopped by SIGTERM: nothing was half-written; earlier results are as they were'}
+
+
+@pytest.mark.parametrize('sig', [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=['ctrl-c', 'sigterm', 'sigkill'])
+def test_a_stopped_live_leaves_no_ffmpeg_on_its_port(inputs, tmp_path, process_table, sig):
+    _, ckpt = inputs
+    port = free_port(socket.SOCK_DGRAM)
+    # waiting for a source that says nothing: FFmpeg holds the port; a session of its own, as a terminal gives it
+    live = subprocess.Popen([*LIVE, *live_args(f'udp://127.0.0.1:{port}', ckpt, tmp_path / 'out', '--reconnect', 600)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=process_table.default_signals)
+    def port_taken() -> bool:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            try: s.bind(('127.0.0.1', port))
+            except OSError: return True
+            return False
+    try:
+        process_table.wait_for(lambda: process_table.descendants(live.pid, 'udp://127.0.0.1:%d' % port) and port_taken(),
+                               "its FFmpeg on the port", live)
+        started = process_table.descendants(live.pid)
+        os.killpg(live.pid, sig) if sig == signal.SIGINT else live.send_signal(sig)  # Ctrl-C: the terminal's group
+        err = live.communicate(timeout=120)[1]
+    finally:
+        if live.poll() is None: live.kill()
+    assert live.returncode == (-signal.SIGKILL if sig == signal.SIGKILL else 128 + sig), err
+    if sig != signal.SIGKILL: assert err.splitlines()[-1] == STOPPED_BEFORE_ANY_VIDEO[sig], err
+    assert started and process_table.still_running(started) == [], started
+    assert not port_taken()  # the next `live` can have it
+    # nothing was seen, so nothing is saved: no folder (a `live` killed outright cannot remove the empty one it made)
+    assert [p.name for p in tmp_path.rglob('*')] == (['out'] if sig == signal.SIGKILL else [])
+
+
+def test_the_dashboard_answers_only_to_its_own_names():
+    from fer_study.dashboard import Dashboard
+
+    async def statuses(url: str, requests: list[tuple[str, dict]]) -> list[int]:
+        async with aiohttp.ClientSession() as http:
+            out = []
+            for path, headers in requests:
+                async with http.get(url + path, headers=headers) as r: out.append(r.status)
+            return out
+    with Dashboard(port=0) as board:
+        board.publish({'end': 1.0, 'positive_share': 0.5})
+        host, port = f'127.0.0.1:{board.port}', board.port
+        asked = [('', {'Host': host}), ('', {'Host': f'localhost:{port}'}), ('', {'Host': f'[::1]:{port}'}),
+                 ('', {'Host': f'rebound.example:{port}'}), ('', {'Host': f'127.0.0.1:{port + 1}'}),
+                 ('events', {'Host': f'rebound.example:{port}'}),
+                 ('events', {'Host': host, 'Origin': 'http://rebound.example'}),
+                 ('events', {'Host': host, 'Origin': f'http://localhost:{port}'})]
+        got = asyncio.run(statuses(board.url, asked))
+    assert got == [200, 200, 200, 403, 403, 403, 403, 200]
