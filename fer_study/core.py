@@ -17,9 +17,10 @@ import numpy as np
 import yaml
 
 # %% auto #0
-__all__ = ['CLASSES', 'POSITIVE_CLASSES', 'NEGATIVE_CLASSES', 'EMOTION_COLORS', 'IN_TEST', 'raf_id_to_index', 'FerStudyError',
-           'DatasetError', 'ParamsError', 'load_params', 'get_param', 'seed_everything', 'pick_device', 'atomic_path',
-           'write_text_atomic', 'atomic_files', 'atomic_dir', 'writable_dir']
+__all__ = ['CLASSES', 'POSITIVE_CLASSES', 'NEGATIVE_CLASSES', 'EMOTION_COLORS', 'IN_TEST', 'TRAINING_PRECISIONS',
+           'raf_id_to_index', 'FerStudyError', 'DatasetError', 'ParamsError', 'load_params', 'get_param',
+           'seed_everything', 'pick_device', 'cpu_has_bf16', 'uses_bf16', 'atomic_path', 'write_text_atomic',
+           'atomic_files', 'atomic_dir', 'writable_dir']
 
 # %% ../nbs/00_core.ipynb #da9c9298
 CLASSES: tuple[str, ...] = ('Surprise', 'Fear', 'Disgust', 'Happiness', 'Sadness', 'Anger', 'Neutral')
@@ -92,6 +93,22 @@ def pick_device(name: str = 'auto') -> torch.device:
     if name == 'cuda' and not torch.cuda.is_available():
         raise ParamsError("params: device 'cuda' asked for but no CUDA device is available")
     return torch.device(name)
+
+# %% ../nbs/00_core.ipynb #28886020
+TRAINING_PRECISIONS = ('auto', 'fp32', 'bf16')
+
+def cpu_has_bf16() -> bool:
+    "Whether this CPU computes bfloat16 natively (AVX-512 BF16 or AMX); False where it cannot be told."
+    try: flags = Path('/proc/cpuinfo').read_text().split()
+    except OSError: return False
+    return 'avx512_bf16' in flags or 'amx_bf16' in flags
+
+def uses_bf16(precision: str, device) -> bool:
+    "Whether training in `precision` ('auto', 'fp32', 'bf16') on `device` runs in bf16 autocast."
+    if precision not in TRAINING_PRECISIONS:
+        raise ParamsError(f"precision must be one of {list(TRAINING_PRECISIONS)}, got {precision!r}")
+    if precision != 'auto': return precision == 'bf16'
+    return device.type == 'cuda' or (device.type == 'cpu' and cpu_has_bf16())
 
 # %% ../nbs/00_core.ipynb #df90a699
 _UMASK = os.umask(0); os.umask(_UMASK)

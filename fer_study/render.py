@@ -16,9 +16,9 @@ from .core import CLASSES
 # %% auto #0
 __all__ = ['PROTOTYPES', 'OPTIONAL_AUS', 'AU_JITTER', 'OPTIONAL_CHANCE', 'OPTIONAL_SCALE', 'SKIN_LIGHT', 'SKIN_DARK',
            'HAIR_COLOURS', 'HAIR_STYLES', 'IRIS_COLOURS', 'JAW_DROP', 'BROW_SPAN', 'FACE_AUS', 'HEAD_DEPTH',
-           'SUPERSAMPLE', 'CROP_FACE_CENTRE', 'CROP_FACE_HALF_WIDTH', 'SAMPLE_INTENSITY', 'action_units', 'Identity',
-           'random_identity', 'Condition', 'random_condition', 'face_shapes', 'draw_person', 'background_image',
-           'render_face', 'sample_face']
+           'SUPERSAMPLE', 'CROP_FACE_CENTRE', 'CROP_FACE_HALF_WIDTH', 'SAMPLE_INTENSITY', 'LANDMARKS',
+           'LANDMARK_MIRROR', 'action_units', 'Identity', 'random_identity', 'Condition', 'random_condition',
+           'face_shapes', 'project', 'draw_person', 'background_image', 'render_face', 'sample_face', 'face_landmarks']
 
 # %% ../nbs/02a_render.ipynb #2053b818
 PROTOTYPES: dict[str, dict[int, float]] = {
@@ -212,20 +212,25 @@ def _au(aus: dict, *units: int) -> list[float]: return [float(aus.get(u, 0.0)) f
 # %% ../nbs/02a_render.ipynb #88e6f718
 HEAD_DEPTH = 0.75
 
+def project(pts: np.ndarray, centre: tuple, scale: float, cond: Condition, depth: float = 0.0,
+            flat: bool = False) -> list:
+    "Canvas pixels of face-unit points `pts` for a face at `centre` with half-width `scale`, posed by `cond`."
+    pts = np.asarray(pts, float)
+    x, y = pts[:, 0], pts[:, 1]
+    if not flat:
+        z = HEAD_DEPTH * np.sqrt(np.clip(1 - x ** 2, 0, None)) + depth
+        x = x * math.cos(cond.yaw) + z * math.sin(cond.yaw)
+    rot = math.radians(cond.angle)
+    c, s = math.cos(rot), math.sin(rot)
+    return list(zip(centre[0] + scale * (c * x - s * y), centre[1] + scale * (s * x + c * y)))
+
 class _Pen:
-    "Maps face units to canvas pixels (pose included) and draws on an RGB canvas with alpha blending."
+    "Draws face-unit shapes on an RGB canvas with alpha blending, placed by `project`."
     def __init__(self, img: Image.Image, centre: tuple, scale: float, cond: Condition):
         self.img, self.draw, self.centre, self.scale, self.cond = img, ImageDraw.Draw(img, 'RGBA'), centre, scale, cond
-        self.rot = math.radians(cond.angle)
 
     def px(self, pts: np.ndarray, depth: float = 0.0, flat: bool = False) -> list:
-        pts = np.asarray(pts, float)
-        x, y = pts[:, 0], pts[:, 1]
-        if not flat:
-            z = HEAD_DEPTH * np.sqrt(np.clip(1 - x ** 2, 0, None)) + depth
-            x = x * math.cos(self.cond.yaw) + z * math.sin(self.cond.yaw)
-        c, s = math.cos(self.rot), math.sin(self.rot)
-        return list(zip(self.centre[0] + self.scale * (c * x - s * y), self.centre[1] + self.scale * (s * x + c * y)))
+        return project(pts, self.centre, self.scale, self.cond, depth, flat)
 
     def poly(self, pts, fill, **kw): self.draw.polygon(self.px(pts, **kw), fill=fill)
     def line(self, pts, fill, width: float, **kw):
@@ -431,14 +436,18 @@ SUPERSAMPLE = 3
 CROP_FACE_CENTRE = (50, 49)
 CROP_FACE_HALF_WIDTH = 39
 
+def _crop_placement(size: int, cond: Condition) -> tuple[tuple, float]:
+    "Centre and half-width (canvas pixels) of the face in a `size` crop drawn at `SUPERSAMPLE` times the size."
+    unit = size * SUPERSAMPLE / 100  # one percent of the crop, in canvas pixels
+    cx, cy = CROP_FACE_CENTRE
+    centre = (cx * unit + cond.shift[0] * unit, cy * unit + cond.shift[1] * unit)
+    return centre, CROP_FACE_HALF_WIDTH * unit * cond.scale
+
 def render_face(aus: dict[int, float], idn: Identity = Identity(), cond: Condition = Condition(),
                 size: int = 100) -> Image.Image:
     "A `size`x`size` RGB aligned face of `idn` showing `aus` under `cond`."
     canvas = background_image(cond.background, size * SUPERSAMPLE, size * SUPERSAMPLE)
-    unit = size * SUPERSAMPLE / 100  # one percent of the crop, in canvas pixels
-    cx, cy = CROP_FACE_CENTRE
-    centre = (cx * unit + cond.shift[0] * unit, cy * unit + cond.shift[1] * unit)
-    draw_person(canvas, idn, aus, cond, centre, CROP_FACE_HALF_WIDTH * unit * cond.scale)
+    draw_person(canvas, idn, aus, cond, *_crop_placement(size, cond))
     return _camera(canvas.reduce(SUPERSAMPLE), cond)
 
 # %% ../nbs/02a_render.ipynb #169031f1
@@ -448,3 +457,24 @@ def sample_face(emotion: str, rng: np.random.Generator, size: int = 100) -> Imag
     "A random person showing `emotion` at a random intensity (weak to strong) in a random shot."
     aus = action_units(emotion, rng.uniform(*SAMPLE_INTENSITY), rng)
     return render_face(aus, random_identity(rng), random_condition(rng), size)
+
+# %% ../nbs/02a_render.ipynb #05530a11
+LANDMARKS = (*(f'{part}_{side}' for side in 'lr' for part in ('brow_inner', 'brow_mid', 'brow_outer', 'eye_inner',
+                                                              'lid_top', 'eye_outer', 'lid_bottom')),
+             'mouth_l', 'mouth_r', 'lip_top', 'lip_upper_inner', 'lip_lower_inner', 'lip_bottom', 'chin', 'nose_tip')
+LANDMARK_MIRROR = tuple(LANDMARKS.index(n[:-1] + {'l': 'r', 'r': 'l'}[n[-1]] if n[-2:] in ('_l', '_r') else n)
+                        for n in LANDMARKS)
+
+def face_landmarks(aus: dict[int, float], idn: Identity = Identity(), cond: Condition = Condition(),
+                   size: int = 100) -> np.ndarray:
+    "The `LANDMARKS` of the face `render_face` draws with the same arguments: (22, 2) pixels of the `size` crop."
+    s = face_shapes(idn, aus, cond.blink)
+    pts = [p for side in 'lr' for p in (s[f'brow_{side}'][[0, 5, 11]], s[f'lid_up_{side}'][[0, 8, 16]],
+                                        s[f'lid_low_{side}'][[8]])]
+    pts.append(np.stack([s['upper_out'][0], s['upper_out'][-1], s['upper_out'][12], s['upper_in'][12],
+                         s['lower_in'][12], s['lower_out'][12]]))
+    centre, scale = _crop_placement(size, cond)
+    on_face = project(np.concatenate(pts), centre, scale, cond)
+    chin = project(s['outline'][[len(s['outline']) // 4]], centre, scale, cond, flat=True)  # the outline's lowest point
+    nose = project([[0.0, idn.nose_y]], centre, scale, cond, depth=0.3)
+    return np.array(on_face + chin + nose) / SUPERSAMPLE
