@@ -30,13 +30,13 @@ from fastcore.basics import patch
 from .core import FerStudyError, ParamsError, pick_device, writable_dir
 from .keyframes import Keyframe, VideoError, ffmpeg_exe, keyframe_expr, parse_ffmpeg_header
 from .procs import child_options, interruption, run_command, signal_status, stop_signals
-from .settings import VideoSettings, add_video_arguments, video_settings_from_args
+from .settings import VideoSettings, add_truth_argument, add_video_arguments, video_settings_from_args
 
 # %% auto #0
 __all__ = ['LIVE_FPS', 'STALL_SECONDS', 'RECORDING', 'FRAGMENTED', 'STAMP_WAIT', 'OUT_FILES', 'live_settings', 'input_options',
            'source_url', 'live_command', 'FrameSlot', 'LiveFrame', 'ffmpeg_reason', 'LiveSource', 'LiveView',
            'add_live_arguments', 'add_live_command', 'same_file', 'check_record', 'check_jsonl', 'check_distinct',
-           'jsonl_sink', 'follow', 'warm_up', 'save_live', 'check_live_args', 'run_live', 'main']
+           'jsonl_sink', 'follow', 'warm_up', 'save_live', 'live_truth', 'check_live_args', 'run_live', 'main']
 
 # %% ../nbs/14_live.ipynb #6a8989e7
 LIVE_FPS = 2.0  # frames analysed a second unless --fps or --scene-change says otherwise
@@ -415,6 +415,7 @@ def add_live_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument('--port', type=int, default=8765, help='port of the dashboard (default: 8765; 0: any free port)')
     p.add_argument('--device', default='auto', choices=['auto', 'cpu', 'cuda'], help='where the model runs')
     add_video_arguments(p)
+    add_truth_argument(p)  # with --realtime: a file's frames are the truth's frames
     p.set_defaults(fps=LIVE_FPS)
     next(a for a in p._actions if a.dest == 'fps').help = f'frames analysed a second (default: {LIVE_FPS:g})'
 
@@ -533,7 +534,8 @@ def warm_up(run) -> None:
     blank.classifier.add({}, np.zeros((100, 100, 3), np.uint8))
     blank.classifier.flush()
 
-def save_live(run, source: LiveSource, out_dir: Path, seconds: float, state: str, latencies: Sequence[float]) -> dict:
+def save_live(run, source: LiveSource, out_dir: Path, seconds: float, state: str, latencies: Sequence[float],
+              truth=None) -> dict:
     "Write the session's faces.csv, keyframes.csv and summary.json (with its `live` block) into `out_dir`; the summary."
     from fer_study.summary import check_summary
     from fer_study.video import write_results
@@ -548,7 +550,7 @@ def save_live(run, source: LiveSource, out_dir: Path, seconds: float, state: str
     width, height = source.frame_size or (0, 0)
     keyframes = dict(path=source.source, duration=round(end, 4), **described, frame_width=width, frame_height=height,
                      frames_decoded=source.frames_decoded, keyframes=len(kf_table), seconds=round(seconds, 3))
-    summary = run.summary(table, kf_table, end, video, keyframes, out_dir, seconds)
+    summary = run.summary(table, kf_table, end, video, keyframes, out_dir, seconds, truth)
     p50, p95 = np.percentile(latencies, [50, 95]).round(3).tolist() if len(latencies) else (None, None)
     summary['live'] = dict(source=source.source, state=state, sampled=source.sampled, analysed=len(run.keyframes),
                            dropped=source.slot.dropped, latency_p50=p50, latency_p95=p95)
@@ -557,6 +559,14 @@ def save_live(run, source: LiveSource, out_dir: Path, seconds: float, state: str
     return summary
 
 # %% ../nbs/14_live.ipynb #ab4f3300
+def live_truth(args: argparse.Namespace):
+    "The ground truth `--truth` names, checked against its video; only a file read as if live (--realtime) has one."
+    if args.truth is None: return None
+    if not (args.realtime and Path(args.source).is_file()):
+        raise ParamsError(f"--truth {args.truth}: only a file read with --realtime has frames a truth file can name")
+    from fer_study.truth import load_truth
+    return load_truth(args.truth, args.source)
+
 def check_live_args(args: argparse.Namespace) -> tuple[VideoSettings, dict]:
     "The settings and FFmpeg options of `live`'s arguments, each flag checked; an error names the flag."
     settings, options = live_settings(args), input_options(args.input_option)
@@ -572,15 +582,17 @@ def check_live_args(args: argparse.Namespace) -> tuple[VideoSettings, dict]:
 def run_live(args: argparse.Namespace) -> int:
     "`fer-study live`: 0 at the end of a file, 130/143 when stopped, 2 when the source was lost (tables saved in all)."
     settings, options = check_live_args(args)
+    truth = live_truth(args)  # a truth that is another video's fails here, before anything starts
     made = not args.out.exists()
     out_dir = writable_dir(args.out)
-    try: return _live(args, settings, options, args.record, out_dir)
+    try: return _live(args, settings, options, args.record, out_dir, truth)
     except BaseException:
         if made:
             with contextlib.suppress(OSError): out_dir.rmdir()  # only if empty: a source never seen leaves nothing
         raise
 
-def _live(args: argparse.Namespace, settings: VideoSettings, options: dict, record: Path | None, out_dir: Path) -> int:
+def _live(args: argparse.Namespace, settings: VideoSettings, options: dict, record: Path | None, out_dir: Path,
+          truth=None) -> int:
     from fer_study.dashboard import Dashboard, is_loopback
     from fer_study.model import load_model
     from fer_study.video import SYNTHETIC_NOTE, KeyframeAnalysis, format_summary
@@ -614,7 +626,7 @@ def _live(args: argparse.Namespace, settings: VideoSettings, options: dict, reco
         finally:
             source.stop()
             state = 'stopped' if stop.is_set() else source.state
-            summary = save_live(run, source, out_dir, time.perf_counter() - started, state, latencies)
+            summary = save_live(run, source, out_dir, time.perf_counter() - started, state, latencies, truth)
         last = (run.keyframes or [dict(time=None, frame=None)])[-1]
         send(view.update(summary['video']['duration'] or 0.0, state=state, time=last['time'], frame=last['frame'],
                          keyframes=len(run.keyframes), latency=None, sampled=source.sampled,

@@ -19,8 +19,8 @@ from typing import Callable
 from .core import FerStudyError
 
 # %% auto #0
-__all__ = ['PR_SET_PDEATHSIG', 'die_with_parent', 'child_options', 'Terminated', 'signal_status', 'sigterm_unwinds',
-           'interruption', 'StopRequest', 'stop_signals', 'worker_of', 'run_command', 'hold_folder']
+__all__ = ['PR_SET_PDEATHSIG', 'EARLIER_KEPT', 'die_with_parent', 'child_options', 'Terminated', 'signal_status',
+           'sigterm_unwinds', 'interruption', 'StopRequest', 'stop_signals', 'worker_of', 'run_command', 'hold_folder']
 
 # %% ../nbs/00a_procs.ipynb #497870f1
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
@@ -107,7 +107,9 @@ def worker_of(parent: int):
     except Terminated as stop: raise SystemExit(signal_status(stop.signum)) from None
 
 # %% ../nbs/00a_procs.ipynb #22ddc665
-def run_command(command: Callable[[], int | None]) -> int:
+EARLIER_KEPT = 'earlier results are as they were'
+
+def run_command(command: Callable[[], int | None], after_stop: str = EARLIER_KEPT) -> int:
     "Run `command` under the exit-status contract: its own status (None is 0), 2 on `FerStudyError`, 130/143 on a stop."
     try:
         with sigterm_unwinds(): return command() or 0
@@ -117,7 +119,7 @@ def run_command(command: Callable[[], int | None]) -> int:
     except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM as `Terminated`
         signum = getattr(e, 'signum', signal.SIGINT)
         how = 'interrupted' if signum == signal.SIGINT else f'stopped by {signal.Signals(signum).name}'
-        print(f'{how}: nothing was half-written; earlier results are as they were', file=sys.stderr)
+        print(f'{how}: nothing was half-written; {after_stop}', file=sys.stderr)  # only what holds for `command`
         return signal_status(signum)
 
 # %% ../nbs/00a_procs.ipynb #9f934a00

@@ -25,7 +25,7 @@ from fer_study.core import CLASSES
 from fer_study.keyframes import ffmpeg_exe, keyframe_expr, probe_video, select_keyframes
 from fer_study.live import LiveSource, main
 from fer_study.summary import WindowBlock, check_summary, keyframe_spans, read_summary, summarize_faces
-from fer_study.synth import make_demo_video
+from fer_study.synth import make_demo_video, truth_paths
 from fer_study.testing import demo_checkpoint, make_test_video
 
 CHROMIUM = shutil.which('chromium') or '/usr/bin/chromium'
@@ -62,13 +62,16 @@ def test_a_file_in_real_time_gives_updates_that_agree_with_the_tables(inputs, tm
     out, earlier = tmp_path / 'out', '{"end": 1.0, "an": "earlier session"}\n'
     (tmp_path / 'updates.jsonl').write_text(earlier)  # --jsonl-append: the updates go after it
     code = main(live_args(video, ckpt, out, '--realtime', '--jsonl', tmp_path / 'updates.jsonl', '--jsonl-append',
-                          '--window', 2, '--record', tmp_path / 'talk.mp4'))
+                          '--window', 2, '--record', tmp_path / 'talk.mp4', '--truth', truth_paths(video)[0]))
     err = capsys.readouterr().err
     assert code == 0, err
     assert f'outputs in {out}/' in err and 'dropped while busy' in err and f'recorded to {tmp_path / "talk.mp4"}' in err
     summary = read_summary(out / 'summary.json')  # the analyze schema, key for key
     faces, kfs = pd.read_csv(out / 'faces.csv'), pd.read_csv(out / 'keyframes.csv')
     assert summary['participants_seen'] == 4 and len(faces) == summary['faces'] and len(kfs) >= 2
+    # scored against the call's truth, frame for frame: every face of the truth at the keyframes is found
+    found = summary['truth']['faces']
+    assert found['truth'] == 4 * len(kfs) and found['found'] == found['truth'] and found['spurious'] == 0, found
     kept, *lines = (tmp_path / 'updates.jsonl').read_text().splitlines(keepends=True)
     assert kept == earlier
     updates = [json.loads(line) for line in lines]
@@ -255,6 +258,8 @@ def test_a_port_in_use_is_an_error_naming_it(inputs, tmp_path, capsys):
     (['--port', -5], '--port must be a whole number from 0 to 65535 (0: any free port), got -5'),
     (['--reconnect', 0], '--reconnect must be a positive number of seconds, got 0.0'),
     (['--jsonl-append'], '--jsonl-append adds to the file --jsonl names: give --jsonl FILE'),
+    (['--truth', 'call.truth.csv'], '--truth call.truth.csv: only a file read with --realtime has frames a truth file '
+                                    'can name'),
 ])
 def test_settings_are_checked_before_anything_starts(inputs, tmp_path, capsys, flags, message):
     video, ckpt = inputs
