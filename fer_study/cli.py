@@ -22,10 +22,11 @@ from .procs import Terminated, run_command
 from .settings import add_truth_argument, add_video_arguments, video_settings_from_args
 
 # %% auto #0
-__all__ = ['SOURCES', 'INIT_NAME', 'LAUNCHER_PID', 'ANALYZE_EPILOG', 'dataset_kind', 'data_root', 'training_face_template',
-           'run_data', 'use_weights_dir', 'sha256', 'weights_record', 'check_init', 'study_inits', 'study_seeds',
-           'Study', 'study_design', 'run_weights', 'load_manifest', 'check_processes', 'run_train', 'launch_workers',
-           'train_worker', 'run_evaluate', 'collect_curves', 'init_labels', 'run_compare', 'run_materialize', 'main']
+__all__ = ['SOURCES', 'INIT_NAME', 'LAUNCHER_PID', 'ANALYZE_EPILOG', 'TRAIN_STOPPED', 'dataset_kind', 'data_root',
+           'training_face_template', 'run_data', 'use_weights_dir', 'sha256', 'weights_record', 'check_init',
+           'study_inits', 'study_seeds', 'Study', 'study_design', 'run_weights', 'load_manifest', 'check_processes',
+           'restart_reason', 'check_run', 'run_train', 'launch_workers', 'train_worker', 'runs_at_once', 'run_seeds',
+           'run_evaluate', 'collect_curves', 'init_labels', 'run_compare', 'run_materialize', 'main']
 
 # %% ../nbs/11_cli.ipynb #408a83c3
 SOURCES = ('synthetic', 'rafdb')
@@ -84,7 +85,7 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 def weights_record(init: str) -> dict:
-    "Whether the weights of `init` can be had, with the file's hash (and what it is) or the reason and fix."
+    "Whether the weights of `init` can be had, with the file's hash (what it is, its probe) or the reason and fix."
     from fer_study.model import WeightsUnavailable, imagenet_state_dict, imagenet_weights_path
     from fer_study.pretrain import check_resnet18_checkpoint, pretrain_info
     if init == 'scratch': return dict(init=init, available=True)
@@ -94,8 +95,9 @@ def weights_record(init: str) -> dict:
         elif not path.is_file(): raise WeightsUnavailable(f"{path}: initialization checkpoint not found")
     except WeightsUnavailable as e: return dict(init=init, available=False, reason=str(e))
     if init != 'imagenet': check_resnet18_checkpoint(path)  # before any training starts
-    what = (pretrain_info(path) or {}).get('what') if init != 'imagenet' else 'ImageNet (torchvision)'
-    return dict(init=init, available=True, file=path.name, sha256=sha256(path), **({'what': what} if what else {}))
+    info = pretrain_info(path) or {} if init != 'imagenet' else dict(what='ImageNet (torchvision)')
+    return dict(init=init, available=True, file=path.name, sha256=sha256(path),
+                **{k: info[k] for k in ('what', 'task', 'probe') if info.get(k)})
 
 # %% ../nbs/11_cli.ipynb #fc82da63
 INIT_NAME = re.compile(r'[A-Za-z0-9][A-Za-z0-9_.-]*$')  # a folder name: models/<init>-<loss>/seed<k>
@@ -128,7 +130,8 @@ def study_seeds(params: dict) -> list[int]:
     seeds = get_param(params, 'study.seeds', list)
     if not (seeds and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)
             and len(set(seeds)) == len(seeds)):
-        raise ParamsError(f"params: 'study.seeds' must be a non-empty list of distinct whole numbers >= 0, got {seeds!r}")
+        raise ParamsError(f"params: 'study.seeds' must be a non-empty list of distinct whole numbers >= 0, "
+                          f"got {seeds!r}")
     return seeds
 
 # %% ../nbs/11_cli.ipynb #c18c8571
@@ -189,38 +192,56 @@ def check_processes(cfg) -> None:
 # %% ../nbs/11_cli.ipynb #d3a0a3ad
 LAUNCHER_PID = 'FER_STUDY_TRAIN_LAUNCHER'  # environment: the pid of the `fer-study train` that started a worker
 
-def run_train(params: dict, init: str, loss: str, manifest: str | Path, out_dir: str | Path, seed: int = 0,
-              progress: bool = True) -> dict:
-    "Train one run (init x loss x seed) on the manifest's data; an init without weights writes skipped.json."
-    from fer_study.model import WeightsUnavailable, build_model
-    from fer_study.train import (check_subsets, die_with_parent, hold_folder, load_subsets, remove_run, train,
-                                 train_config)
+def restart_reason(restart: bool) -> str | None:
+    "Why a run folder holding another run may be emptied: `--restart`, or DVC rerunning the stage that owns it."
+    if restart: return '--restart'
+    if stage := os.environ.get('DVC_STAGE'): return f"the DVC stage {stage} owns the folder and reruns on new params"
+    return None
+
+def check_run(params: dict, init: str, loss: str, manifest: str | Path, seed: int = 0) -> tuple:
+    "The run's init, `TrainConfig`, manifest and dataset description, every one checked before any long work."
+    from fer_study.train import check_subsets, train_config
     use_weights_dir(params)
     init = study_inits(params).get(init) or check_init(init, '--init')  # a name in study.inits, or the init itself
     cfg = train_config(params, init=init, loss=loss, seed=seed)
     df, info = load_manifest(manifest)
     check_subsets(df, manifest)
     check_processes(cfg)
-    out_dir = Path(out_dir)
+    return init, cfg, df, info
+
+def run_train(params: dict, init: str, loss: str, manifest: str | Path, out_dir: str | Path, seed: int = 0,
+              progress: bool = True, restart: bool = False) -> dict:
+    "Train one run (init x loss x seed) on the manifest's data; an init without weights writes skipped.json."
+    from fer_study.model import WeightsUnavailable, build_model
+    from fer_study.procs import die_with_parent, hold_folder
+    from fer_study.train import TRAINER_FILES, load_subsets, remove_run, train
+    init, cfg, df, info = check_run(params, init, loss, manifest, seed)
+    out_dir, reason = Path(out_dir), restart_reason(restart)
     fit = lambda: train(load_subsets(df, cfg.resize), cfg, out_dir, dataset=info['dataset'], progress=progress,
-                        face_template=info.get('face_template'))
+                        face_template=info.get('face_template'), restart=reason)
     if 'WORLD_SIZE' in os.environ:  # started by torchrun: the launching `fer-study train` holds the folder
         launcher = os.environ.get(LAUNCHER_PID)
         die_with_parent(int(launcher) if launcher else None)
         return fit()
-    if 'DVC_STAGE' in os.environ: die_with_parent()  # a killed `dvc repro` leaves no trainer behind
+    if launcher := os.environ.get(LAUNCHER_PID): die_with_parent(int(launcher))  # one of `run_seeds`' runs
+    elif 'DVC_STAGE' in os.environ: die_with_parent()  # a killed `dvc repro` leaves no trainer behind
     with hold_folder(out_dir):
-        (out_dir/'skipped.json').unlink(missing_ok=True)
         try: build_model(init, cfg.input_size)  # fail fast, before loading images, when weights are missing
         except WeightsUnavailable as e:
+            if reason is None and (found := [n for n in TRAINER_FILES if (out_dir/n).exists()]):
+                raise FerStudyError(f"{out_dir}: holds a trained run ({', '.join(found)}) and {init} has no weights "
+                                    f"to train another ({e}); train into a fresh --out folder, or pass --restart "
+                                    "to replace that run") from None
             record = dict(init=init, loss=loss, skipped=True, reason=str(e))
             write_text_atomic(out_dir/'skipped.json', json.dumps(record, indent=2))
             print(f"[!] skipped {init}-{loss}: {e}")
-            remove_run(out_dir, 'skipped, so no model of an earlier run keeps the name')
+            remove_run(out_dir, f'skipped ({reason}), so no model of an earlier run keeps the name')
             return dict(skipped=True, reason=str(e))
+        (out_dir/'skipped.json').unlink(missing_ok=True)
         if cfg.processes == 1: return fit()
         return launch_workers(cfg.processes, dict(params=params, init=init, loss=loss, manifest=str(manifest),
-                                                  out_dir=str(out_dir), seed=seed, progress=progress))
+                                                  out_dir=str(out_dir), seed=seed, progress=progress,
+                                                  restart=restart))
 
 # %% ../nbs/11_cli.ipynb #2b6e8d02
 def launch_workers(processes: int, spec: dict) -> dict:
@@ -243,12 +264,60 @@ def launch_workers(processes: int, spec: dict) -> dict:
 
 # %% ../nbs/11_cli.ipynb #36deb0cc
 def train_worker(spec: str) -> int:
-    "A training process started by `launch_workers`: `run_train` on the JSON `spec`; an error is one line, exit 2."
+    "A process of `launch_workers` or `run_seeds`: `run_train` on the JSON `spec`; an error is one line, exit 2."
     try: run_train(**json.loads(spec))
     except FerStudyError as e:
         sys.stderr.write(f'error: {e}\n')  # one write: the processes' lines must not interleave
         return 2
     return 0
+
+# %% ../nbs/11_cli.ipynb #01583841
+def runs_at_once(cfg, seeds: int) -> int:
+    "How many seeds of a variant train side by side: one per CPU core on a CPU, one at a time on a GPU or with DDP."
+    from fer_study.core import pick_device
+    if cfg.processes > 1 or pick_device(cfg.device).type != 'cpu': return 1
+    return max(1, min(seeds, os.cpu_count() or 1))
+
+def _forward(stream, prefix: str) -> None:
+    "Print each line of a child's output with `prefix`, as it comes."
+    for line in stream: print(f'{prefix}{line}', end='', flush=True)
+
+def run_seeds(params: dict, init: str, loss: str, manifest: str | Path, out_root: str | Path,
+              restart: bool = False) -> list[int]:
+    "Train every seed of `study.seeds` into `out_root/seed<k>`, side by side where the CPU allows; the seeds trained."
+    import queue, subprocess, threading
+    seeds = study_seeds(params)
+    at_once = runs_at_once(check_run(params, init, loss, manifest)[1], len(seeds))  # every check before any process
+    if at_once == 1:
+        for s in seeds: run_train(params, init, loss, manifest, Path(out_root)/f'seed{s}', s, False, restart)
+        return seeds
+    threads = str(max(1, (os.cpu_count() or 1) // at_once))
+    env = {**os.environ, LAUNCHER_PID: str(os.getpid()), 'OMP_NUM_THREADS': threads}
+    code = 'import sys; from fer_study.cli import train_worker; sys.exit(train_worker(sys.argv[1]))'
+    pending, running, failed, ended = list(seeds), {}, [], queue.Queue()
+    def watch(seed: int, proc) -> None:
+        _forward(proc.stdout, f'[seed {seed}] ')
+        ended.put((seed, proc.wait()))
+    try:
+        while pending or running:
+            while pending and len(running) < at_once:
+                s = pending.pop(0)
+                spec = dict(params=params, init=init, loss=loss, manifest=str(manifest),
+                            out_dir=str(Path(out_root)/f'seed{s}'), seed=s, progress=False, restart=restart)
+                running[s] = subprocess.Popen([sys.executable, '-c', code, json.dumps(spec)], env=env, text=True,
+                                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                threading.Thread(target=watch, args=(s, running[s]), daemon=True).start()
+            seed, status = ended.get()
+            del running[seed]
+            if status != 0: failed.append(seed)
+    finally:
+        for proc in running.values(): proc.terminate()
+        for proc in running.values(): proc.wait()
+    if failed:
+        others = '; the other seeds trained' if len(failed) < len(seeds) else ''
+        raise FerStudyError(f"{out_root}: the run of seed {', '.join(map(str, sorted(failed)))} failed (its lines "
+                            f"above say why){others}")
+    return seeds
 
 # %% ../nbs/11_cli.ipynb #78f6879f
 def run_evaluate(model_dir: str | Path, manifest: str | Path, out_dir: str | Path) -> dict:
@@ -335,13 +404,18 @@ def _parser() -> argparse.ArgumentParser:
     cmd('data', 'validate the dataset and write the split manifest').add_argument('--out', default='outputs/data')
     cmd('weights', 'resolve pretrained weights for each initialization').add_argument(
         '--out', default='outputs/weights')
-    cmd('pretrain', 'pretrain a ResNet-18 on synthetic faces without expression labels').add_argument(
-        '--out', default='models/pretrain')
-    s = cmd('train', 'train one run of a variant')
+    s = cmd('pretrain', 'pretrain a ResNet-18 on synthetic faces without expression labels')
+    s.add_argument('--out', default='models/pretrain')
+    s.add_argument('--manifest', default='outputs/data/manifest.csv',
+                   help='the expression set whose linear probe measures the transfer')
+    s.add_argument('--no-probe', action='store_true', help='skip the linear probe (no expression set needed)')
+    s = cmd('train', 'train a variant: one seed (--seed) into --out, or every seed of study.seeds into --out/seed<k>')
     s.add_argument('--init', required=True, help="a name in study.inits (or scratch, imagenet, a checkpoint's path)")
-    s.add_argument('--loss', required=True); s.add_argument('--seed', type=int, default=0)
+    s.add_argument('--loss', required=True)
+    s.add_argument('--seed', type=int, help='train this seed into --out (default: every seed of study.seeds)')
     s.add_argument('--manifest', default='outputs/data/manifest.csv'); s.add_argument('--out', required=True)
     s.add_argument('--no-progress', action='store_true')
+    s.add_argument('--restart', action='store_true', help='replace another run in --out (other settings or data)')
     s = cmd('evaluate', 'test metrics of a trained variant')
     s.add_argument('--model-dir', required=True); s.add_argument('--manifest', default='outputs/data/manifest.csv')
     s.add_argument('--out', required=True)
@@ -394,16 +468,22 @@ def _run(a: argparse.Namespace) -> int | None:
     elif a.command == 'weights': run_weights(params, a.out)
     elif a.command == 'pretrain':
         from fer_study.pretrain import run_pretrain
-        info = run_pretrain(params, a.out)
-        print(json.dumps({k: info[k] for k in ('what', 'task', 'train_acc', 'val_acc', 'seconds')}))
+        from fer_study.train import load_subsets
+        expressions = None if a.no_probe else load_subsets(load_manifest(a.manifest)[0], params['model']['resize'])
+        info = run_pretrain(params, a.out, expressions)
+        print(json.dumps({k: info[k] for k in ('what', 'task', 'train', 'val', 'probe', 'seconds')}))
     elif a.command == 'train':
-        run_train(params, a.init, a.loss, a.manifest, a.out, seed=a.seed, progress=not a.no_progress)
+        if a.seed is None: run_seeds(params, a.init, a.loss, a.manifest, a.out, a.restart)
+        else: run_train(params, a.init, a.loss, a.manifest, a.out, a.seed, not a.no_progress, a.restart)
     elif a.command == 'evaluate': print(json.dumps(run_evaluate(a.model_dir, a.manifest, a.out), indent=2))
     elif a.command == 'compare':
         from fer_study.evaluate import comparison_markdown
         print(comparison_markdown(run_compare(params, a.out, report=not a.no_report, metrics_file=a.metrics)))
 
+# a stopped training run leaves its last finished epoch, not the earlier results: say what is true
+TRAIN_STOPPED = "each run keeps its last finished epoch (last.pt); the same command resumes from there"
+
 def main(argv: list[str] | None = None) -> int:
     "Entry point of `fer-study`: the command's exit status, 0, 2, 130 or 143 (`procs.run_command`)."
     args = _parser().parse_args(argv)
-    return run_command(lambda: _run(args))
+    return run_command(lambda: _run(args), *([TRAIN_STOPPED] if args.command == 'train' else []))

@@ -18,25 +18,29 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.distributed as dist
+from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from .core import (CLASSES, DatasetError, FerStudyError, ParamsError, atomic_path, get_param, pick_device,
-                            seed_everything, write_text_atomic)
+from .core import (CLASSES, TRAINING_PRECISIONS, DatasetError, FerStudyError, ParamsError, atomic_path,
+                            get_param, pick_device, seed_everything, uses_bf16, write_text_atomic)
 from .losses import SparseCenterLoss
 from .metrics import METRIC_NAMES, best_per_metric, classification_metrics, format_block
 from .model import build_model, finite_numbers, model_meta, predict_probs, read_checkpoint
 from .procs import die_with_parent, hold_folder
 from .rafdb import load_images, normalize, random_five_crop_flip
+from .settings import DEVICES
 
 # %% auto #0
-__all__ = ['LOSSES', 'DEVICES', 'PARAM_KEYS', 'TRAINER_FILES', 'TrainConfig', 'check_config', 'train_config', 'check_subsets',
-           'load_subsets', 'data_fingerprint', 'TrainingDiverged', 'train_epoch', 'evaluate_subset', 'remove_run',
-           'summarize', 'report', 'init_distributed', 'train']
+__all__ = ['LOSSES', 'OPTIMIZERS', 'SCHEDULES', 'PARAM_KEYS', 'TRAINER_FILES', 'TrainConfig', 'check_config', 'train_config',
+           'check_subsets', 'load_subsets', 'data_fingerprint', 'make_optimizer', 'steps_per_epoch', 'one_cycle',
+           'make_schedule', 'TrainingDiverged', 'train_epoch', 'evaluate_subset', 'remove_run', 'summarize', 'report',
+           'init_distributed', 'train']
 
 # %% ../nbs/06_train.ipynb #dd28769d
 LOSSES = {'dacl': None, 'softmax': 0.0}  # softmax = the same model trained with lambda = 0
-DEVICES = ('auto', 'cpu', 'cuda')
+OPTIMIZERS = ('sgd', 'adamw')
+SCHEDULES = ('step', 'onecycle')
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
@@ -49,15 +53,19 @@ class TrainConfig:
     std: tuple = (0.2086, 0.1911, 0.1827)
     lamb: float = 0.01
     alpha: float = 0.5
-    lr: float = 0.01
-    momentum: float = 0.9
+    optimizer: str = 'sgd'
+    schedule: str = 'step'
+    lr: float = 0.01  # the peak of a one-cycle schedule
+    momentum: float = 0.9  # SGD's
     weight_decay: float = 5e-4
-    step_size: int = 20
-    gamma: float = 0.1
+    step_size: int = 20  # StepLR's
+    gamma: float = 0.1  # StepLR's
+    warmup: float = 0.25  # one-cycle's: the share of steps that the rate rises
     epochs: int = 60
     batch_size: int = 64
     seed: int = 0
     device: str = 'auto'
+    precision: str = 'auto'
     processes: int = 1  # DistributedDataParallel when > 1: BatchNorm then sees each process's shard
 
     @property
@@ -67,9 +75,10 @@ class TrainConfig:
 
 # %% ../nbs/06_train.ipynb #ceb1f302
 PARAM_KEYS = dict(input_size='model.input_size', resize='model.resize', mean='normalize.mean', std='normalize.std',
-                  lamb='loss.lamb', alpha='loss.alpha', lr='optim.lr', momentum='optim.momentum',
-                  weight_decay='optim.weight_decay', step_size='optim.step_size', gamma='optim.gamma',
-                  epochs='train.epochs', batch_size='train.batch_size', device='train.device',
+                  lamb='loss.lamb', alpha='loss.alpha', optimizer='optim.name', schedule='optim.schedule',
+                  lr='optim.lr', momentum='optim.momentum', weight_decay='optim.weight_decay',
+                  step_size='optim.step_size', gamma='optim.gamma', warmup='optim.warmup', epochs='train.epochs',
+                  batch_size='train.batch_size', device='train.device', precision='train.precision',
                   processes='train.processes')
 
 # %% ../nbs/06_train.ipynb #5d0c7a12
@@ -86,13 +95,17 @@ def check_config(cfg: TrainConfig) -> TrainConfig:
     _require(finite_numbers(c.std) and min(c.std) > 0, c, 'std', '3 positive numbers')
     _require(0 <= c.lamb < inf, c, 'lamb', 'at least 0 (0 trains without the center loss)')
     _require(0 < c.alpha <= 1, c, 'alpha', 'in (0, 1]')
+    _require(c.optimizer in OPTIMIZERS, c, 'optimizer', f'one of {list(OPTIMIZERS)}')
+    _require(c.schedule in SCHEDULES, c, 'schedule', f'one of {list(SCHEDULES)}')
     _require(0 < c.lr < inf, c, 'lr', 'a positive number')
     _require(0 <= c.momentum < 1, c, 'momentum', 'in [0, 1)')
     _require(0 <= c.weight_decay < inf, c, 'weight_decay', 'at least 0')
     _require(c.step_size >= 1, c, 'step_size', 'at least 1 (epochs between learning-rate drops)')
     _require(0 < c.gamma <= 1, c, 'gamma', 'in (0, 1]')
+    _require(0 < c.warmup < 1, c, 'warmup', 'in (0, 1) (the share of the steps that the rate rises)')
     _require(c.epochs >= 1, c, 'epochs', 'at least 1')
     _require(c.device in DEVICES, c, 'device', f'one of {list(DEVICES)}')
+    _require(c.precision in TRAINING_PRECISIONS, c, 'precision', f'one of {list(TRAINING_PRECISIONS)}')
     _require(c.processes >= 1, c, 'processes', 'at least 1')
     _require(c.batch_size >= 2 * c.processes, c, 'batch_size',
              f"at least 2 x 'train.processes' = {2 * c.processes} (BatchNorm trains on 2 or more images per process)")
@@ -144,6 +157,27 @@ def data_fingerprint(data: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> str:
             h.update(t.numpy().reshape(-1).view(np.uint8))
     return h.hexdigest()
 
+# %% ../nbs/06_train.ipynb #bd5c461a
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    "The configured optimizer over `model`'s parameters: SGD with momentum, or AdamW."
+    if cfg.optimizer == 'adamw': return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+def steps_per_epoch(n: int, batch_size: int, world: int = 1) -> int:
+    "Batches in an epoch of `n` images: the last one counts only when it gives every process 2 images."
+    return n // batch_size + (n % batch_size >= 2 * world)
+
+def one_cycle(opt: torch.optim.Optimizer, peak: float, total_steps: int, warmup: float):
+    "PyTorch's one-cycle schedule to `peak` over `total_steps`, the rise `warmup` of them; also for runs of a few steps."
+    total = max(total_steps, 2)  # OneCycleLR needs both phases at least a step long; stepping fewer times is fine
+    rise = min(max(warmup, 1.5 / total), 0.75)
+    return torch.optim.lr_scheduler.OneCycleLR(opt, peak, total_steps=total, pct_start=rise)
+
+def make_schedule(opt: torch.optim.Optimizer, cfg: TrainConfig, steps: int):
+    "The configured schedule: StepLR (stepped per epoch) or one-cycle over `cfg.epochs` x `steps` (per batch)."
+    if cfg.schedule == 'step': return torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.step_size, gamma=cfg.gamma)
+    return one_cycle(opt, cfg.lr, cfg.epochs * steps, cfg.warmup)
+
 # %% ../nbs/06_train.ipynb #7668c541
 class TrainingDiverged(FerStudyError):
     "The loss became NaN or infinite."
@@ -161,8 +195,8 @@ def _all_reduce(t: torch.Tensor, op=None) -> torch.Tensor:
 
 # %% ../nbs/06_train.ipynb #18ef03eb
 def train_epoch(model, criterion, opt, data, cfg: TrainConfig, epoch: int, device, log_every: int = 10,
-                progress: bool = True) -> dict:
-    "Train one epoch; mean losses and accuracy (over all processes when distributed)."
+                progress: bool = True, sched=None) -> dict:
+    "Train one epoch, stepping `sched` after every batch if given; mean losses and accuracy (over all processes)."
     x_all, y_all = data
     g = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)  # per-epoch stream: resumed runs replay it exactly
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
@@ -172,19 +206,20 @@ def train_epoch(model, criterion, opt, data, cfg: TrainConfig, epoch: int, devic
     model.train()
     sums = torch.zeros(4, device=device, dtype=torch.float64)  # total loss, softmax loss, center loss, correct
     first_bad = torch.tensor(-1, device=device)
-    seen = 0
+    seen, bf16 = 0, uses_bf16(cfg.precision, device)
     bar = tqdm(batches, desc=f'TRAINING [{epoch:03d}/{cfg.epochs}]', disable=not progress or rank != 0, leave=False)
     for step, idx in enumerate(bar, 1):
         imgs = random_five_crop_flip(x_all[idx.to(x_all.device)], cfg.input_size, g)
         imgs = normalize(imgs.to(device, non_blocking=True), cfg.mean, cfg.std)
         imgs = imgs.contiguous(memory_format=torch.channels_last)
         y = y_all[idx.to(y_all.device)].to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == 'cuda'):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             feat, logits, att = model(imgs)
         total, ce, sc = criterion(feat, logits, att, y)
         opt.zero_grad(set_to_none=True)
         total.backward()
         opt.step()
+        if sched is not None: sched.step()
         criterion.update(feat, att, y)
         seen += len(y)
         sums += torch.stack([total.detach() * len(y), ce.detach() * len(y), sc.detach() * len(y),
@@ -229,7 +264,9 @@ def _resume_state(out_dir: Path, cfg: TrainConfig, fingerprint: str) -> tuple[di
         return None, 'holds no training state'
     if ckpt.get('data') != fingerprint: return None, 'was trained on other data'
     saved, now = ckpt['config'], _config_dict(cfg)
-    if diff := sorted(k for k in saved.keys() | now.keys() if k != 'epochs' and saved.get(k) != now.get(k)):
+    longer = cfg.schedule == 'step'  # a one-cycle schedule spans its epochs: another count is another run
+    keys = saved.keys() | now.keys()
+    if diff := sorted(k for k in keys if (k != 'epochs' or not longer) and saved.get(k) != now.get(k)):
         return None, f"was trained with other settings ({', '.join(diff)})"
     if len(ckpt['history']) > cfg.epochs:
         return None, f"ran {len(ckpt['history'])} epochs, more than the {cfg.epochs} asked for"
@@ -304,8 +341,8 @@ def init_distributed(device_name: str) -> tuple[int, int, torch.device]:
 
 # %% ../nbs/06_train.ipynb #37e2963a
 def train(data: dict, cfg: TrainConfig, out_dir: str | Path, dataset: str = 'unknown', progress: bool = True,
-          log_every: int = 10, face_template: list | None = None) -> dict:
-    "Train DACL on `data` (subsets from `load_subsets`) into `out_dir`, resuming if a run was cut short."
+          log_every: int = 10, face_template: list | None = None, restart: str | None = None) -> dict:
+    "Train DACL on `data` into `out_dir`, resuming a run cut short; another run there is replaced only given `restart`."
     out_dir = Path(out_dir)
     check_config(cfg)
     rank, world, device = init_distributed(cfg.device)
@@ -315,15 +352,19 @@ def train(data: dict, cfg: TrainConfig, out_dir: str | Path, dataset: str = 'unk
     lead = rank == 0  # only the first process writes files and prints
     fingerprint = data_fingerprint(data)
     state, why_not = _resume_state(out_dir, cfg, fingerprint)
+    if why_not and restart is None:
+        raise FerStudyError(f"{out_dir}: holds another run (its last.pt {why_not}); train into a fresh --out "
+                            "folder, or pass --restart to replace that run")
     if world > 1: dist.barrier()  # every process has read last.pt before the first one may remove it
-    if lead and why_not: remove_run(out_dir, f'starting afresh: its last.pt {why_not}')
+    if lead and why_not: remove_run(out_dir, f'starting afresh ({restart}): its last.pt {why_not}')
     elif lead: _remove_unfinished_saves(out_dir)
     seed_everything(cfg.seed)
     model = build_model(cfg.init, cfg.input_size).to(device)
     model = model.to(memory_format=torch.channels_last)  # faster on CUDA and, with oneDNN, on the CPU too
     criterion = SparseCenterLoss(len(CLASSES), lamb=cfg.center_lamb, alpha=cfg.alpha).to(device)
-    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.step_size, gamma=cfg.gamma)
+    opt = make_optimizer(model, cfg)
+    sched = make_schedule(opt, cfg, steps_per_epoch(len(data['train'][1]), cfg.batch_size, world))
+    per_batch = sched if cfg.schedule == 'onecycle' else None
     history, best_acc = [], -1.0
     if state is not None:
         model.load_state_dict(state['model']); criterion.load_state_dict(state['criterion'])
@@ -332,20 +373,21 @@ def train(data: dict, cfg: TrainConfig, out_dir: str | Path, dataset: str = 'unk
         if lead: print(f"[*] resuming {out_dir} after epoch {len(history)}", flush=True)
     step_model = (DistributedDataParallel(model, device_ids=[device] if device.type == 'cuda' else None)
                   if world > 1 else model)
+    precision = 'bf16 autocast' if uses_bf16(cfg.precision, device) else 'fp32'
     meta = model_meta(cfg.input_size, cfg.resize, cfg.mean, cfg.std, init=cfg.init, loss=cfg.loss, dataset=dataset,
-                      config=_config_dict(cfg), precision='bf16 autocast' if device.type == 'cuda' else 'fp32',
+                      config=_config_dict(cfg), precision=precision,
                       **({'face_template': face_template} if face_template is not None else {}))
     if device.type == 'cuda': data = {k: (x.to(device), y.to(device)) for k, (x, y) in data.items()}
     live = _live(out_dir, history) if lead else None
     for epoch in range(len(history) + 1, cfg.epochs + 1):
         lr = opt.param_groups[0]['lr']
         rec = dict(epoch=epoch, lr=lr, **{f'train/{k}': v for k, v in train_epoch(
-            step_model, criterion, opt, data['train'], cfg, epoch, device, log_every, progress).items()})
+            step_model, criterion, opt, data['train'], cfg, epoch, device, log_every, progress, per_batch).items()})
         if world > 1:  # BatchNorm statistics drift apart on the shards; every process evaluates the first one's
             for buf in model.buffers(): dist.broadcast(buf, 0)
         for part in ('val', 'test'):
             rec.update({f'{part}/{k}': v for k, v in evaluate_subset(model, meta, data[part], part).items()})
-        sched.step()
+        if per_batch is None: sched.step()
         history.append(rec)
         if lead:
             _print_epoch(rec, cfg.epochs)

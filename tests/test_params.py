@@ -20,8 +20,8 @@ FER = str(Path(sys.executable).parent / 'fer-study')
 
 # The official code's hyperparameters (amirhfarzaneh/dacl, main.py and the paper), written out independently.
 OFFICIAL = dict(input_size=224, resize=256, mean=(0.5752, 0.4495, 0.4012), std=(0.2086, 0.1911, 0.1827),
-                lamb=0.01, alpha=0.5, lr=0.01, momentum=0.9, weight_decay=5e-4, step_size=20, gamma=0.1,
-                epochs=60, batch_size=64)
+                lamb=0.01, alpha=0.5, optimizer='sgd', schedule='step', lr=0.01, momentum=0.9, weight_decay=5e-4,
+                step_size=20, gamma=0.1, epochs=60, batch_size=64)
 
 
 def readme_overrides() -> dict:
@@ -157,14 +157,19 @@ def test_a_class_without_training_images_is_named_before_training(fake_rafdb, ca
     assert not Path('model').exists()
 
 
-def test_a_skipped_variant_keeps_no_model_of_an_earlier_run(fake_rafdb, capsys):
+def test_a_skipped_variant_replaces_an_earlier_run_only_when_told(fake_rafdb, capsys):
     assert main(['data', '--out', 'out']) == 0
     model = Path('model')
     for name in ('best.pt', 'last.pt', 'metrics.json', 'live/metrics.json', 'notes.txt'):
         (model / name).parent.mkdir(parents=True, exist_ok=True)
         (model / name).write_text('an earlier run' if name != 'notes.txt' else "the user's")
-    # an initialization whose weights are missing: the variant is skipped
-    train = ['train', '--init', 'msceleb.pth', '--loss', 'dacl', '--manifest', 'out/manifest.csv', '--out', 'model']
-    assert main(train) == 0
-    assert 'skipped, so no model of an earlier run keeps the name' in capsys.readouterr().out
+    # an initialization whose weights are missing: the variant is skipped, but the earlier run is not ours to remove
+    train = ['train', '--init', 'msceleb.pth', '--loss', 'dacl', '--seed', '0', '--manifest', 'out/manifest.csv',
+             '--out', 'model']
+    assert main(train) == 2
+    err = capsys.readouterr().err
+    assert 'model: holds a trained run (last.pt, best.pt, metrics.json, live) and msceleb.pth has no weights' in err
+    assert sorted(p.name for p in model.iterdir()) == ['best.pt', 'last.pt', 'live', 'metrics.json', 'notes.txt']
+    assert main([*train, '--restart']) == 0
+    assert 'skipped (--restart), so no model of an earlier run keeps the name' in capsys.readouterr().out
     assert sorted(p.name for p in model.iterdir()) == ['notes.txt', 'skipped.json']

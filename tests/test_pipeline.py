@@ -141,7 +141,7 @@ def test_editing_package_code_marks_every_stage_that_runs_it_changed(study):
     repo, _ = study
     with edited(repo / 'fer_study' / 'rafdb.py', '\n# a comment is a change too\n'):
         out = run(['dvc', 'status'], repo).stdout
-    for stage in ('data:', 'pretrain:', 'train@scratch-dacl-0:', 'evaluate@synthetic-dacl-1:', 'compare:',
+    for stage in ('data:', 'pretrain:', 'train@scratch-dacl:', 'evaluate@synthetic-dacl-1:', 'compare:',
                   'webcam@demo_single:'):
         assert stage in out, out
     with edited(repo / 'nbs' / 'reports' / 'video_report.ipynb', ' '):

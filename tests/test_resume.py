@@ -23,7 +23,7 @@ TINY = {
     'train': {'epochs': EPOCHS, 'batch_size': 8},
     'optim': {'lr': 0.001},
 }
-STAGE, MODEL = 'train@scratch-dacl-0', Path('models/scratch-dacl/seed0')
+STAGE, MODEL = 'train@scratch-dacl', Path('models/scratch-dacl/seed0')
 
 
 def run(cmd, cwd, check=True):
@@ -72,13 +72,13 @@ def test_a_killed_repro_resumes_and_ends_as_an_uninterrupted_run(clone):
     assert re.search(rf'^\[\*\] resuming {MODEL} after epoch {cut_at}$', resumed.stdout, re.M), resumed.stdout[-3000:]
     assert 'starting afresh' not in resumed.stdout
 
-    # the uninterrupted run: the stage's own command, into another folder
+    # the uninterrupted run: the stage's own command (every seed of study.seeds: here the one), into another folder
     run(['fer-study', 'train', '--init', 'scratch', '--loss', 'dacl', '--out', 'full', '--no-progress'], clone)
     for name in ('best.pt', 'last.pt'):
-        got, want = (torch.load(clone / d / name, weights_only=True) for d in (MODEL, 'full'))
+        got, want = (torch.load(clone / d / name, weights_only=True) for d in (MODEL, 'full/seed0'))
         assert got['model'].keys() == want['model'].keys() and got['meta'] == want['meta']
         assert all(torch.equal(got['model'][k], want['model'][k]) for k in want['model']), f'{name}: weights differ'
-    assert (clone / MODEL / 'metrics.json').read_text() == (clone / 'full' / 'metrics.json').read_text()
+    assert (clone / MODEL / 'metrics.json').read_text() == (clone / 'full' / 'seed0' / 'metrics.json').read_text()
 
 
 def test_a_bad_param_inside_repro_is_one_line_without_a_traceback(clone):

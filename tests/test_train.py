@@ -1,6 +1,7 @@
 """Training runs end to end: resume after a kill, fresh starts, divergence, configuration and checkpoint guards."""
 import argparse
 import json
+import re
 
 import pytest
 import torch
@@ -58,17 +59,24 @@ def one_pixel_off(data: dict) -> dict:
     (1, {}, True, 'was trained on other data'),
     (2, {}, False, 'ran 2 epochs, more than the 1 asked for'),
 ])
-def test_another_run_in_the_folder_starts_afresh_and_says_so(toy, tmp_path, capsys, first_epochs, change, other_data,
-                                                              reason):
+def test_another_run_in_the_folder_is_kept_unless_restart_says_so(toy, tmp_path, capsys, first_epochs, change,
+                                                                   other_data, reason):
     first = T.TrainConfig(**{**CFG.__dict__, 'epochs': first_epochs})
     T.train(toy, first, tmp_path, progress=False)
     (tmp_path / 'notes.txt').write_text("the user's")
     (tmp_path / 'live' / 'mine.txt').write_text('inside the folder the trainer owns')
+    files = lambda: {p: p.read_bytes() for p in sorted(tmp_path.rglob('*')) if p.is_file()}
+    before = files()
     capsys.readouterr()
     data, cfg = one_pixel_off(toy) if other_data else toy, T.TrainConfig(**{**first.__dict__, 'epochs': 1, **change})
-    summary = T.train(data, cfg, tmp_path, progress=False)
+    with pytest.raises(FerStudyError, match=f'{tmp_path}: holds another run \\(its last.pt {re.escape(reason)}\\); '
+                                            'train into a fresh --out folder, or pass --restart'):
+        T.train(data, cfg, tmp_path, progress=False)
+    assert files() == before, 'a refused run changed the folder'
+
+    summary = T.train(data, cfg, tmp_path, progress=False, restart='--restart')
     out = capsys.readouterr().out
-    assert f'{tmp_path}: starting afresh: its last.pt {reason}' in out and 'resuming' not in out, out
+    assert f'{tmp_path}: starting afresh (--restart): its last.pt {reason}' in out and 'resuming' not in out, out
     assert (tmp_path / 'notes.txt').read_text() == "the user's", 'a file the trainer did not write was touched'
     assert not (tmp_path / 'live' / 'mine.txt').exists()
     last = read_checkpoint(tmp_path / 'last.pt')
