@@ -326,8 +326,9 @@ def run_evaluate(model_dir: str | Path, manifest: str | Path, out_dir: str | Pat
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     if (model_dir/'skipped.json').exists():
         rec = json.loads((model_dir/'skipped.json').read_text())
-        write_text_atomic(out_dir/'metrics.json', json.dumps(dict(skipped=True, reason=rec['reason']), indent=2))
-        # header-only tables: the variant has no predictions, and metrics.json says why
+        # no numbers (dvc metrics show prints a row of dashes), about.json says why; header-only tables: no predictions
+        write_text_atomic(out_dir/'metrics.json', '{}\n')
+        write_text_atomic(out_dir/'about.json', json.dumps(dict(skipped=True, reason=rec['reason']), indent=2))
         write_text_atomic(out_dir/'per_class.csv', 'emotion,precision,recall,f1,support\n')
         write_text_atomic(out_dir/'predictions.csv', 'name,path,actual,predicted,confidence\n')
         return rec
@@ -354,7 +355,7 @@ def init_labels(study: Study, weights_dir: str | Path = 'outputs/weights') -> di
     return labels
 
 def run_compare(params: dict, out_dir: str | Path, report: bool = True,
-                metrics_file: str | Path | None = None) -> pd.DataFrame:
+                metrics_dir: str | Path | None = None) -> pd.DataFrame:
     "The comparison of every run beside the published figures, its statistics, and the study report."
     from fer_study.evaluate import compare_variants, comparison_statistics, write_comparison
     from fer_study.report import report_study
@@ -362,7 +363,7 @@ def run_compare(params: dict, out_dir: str | Path, report: bool = True,
     model_runs, eval_runs = study.runs('models'), study.runs('outputs/eval')
     statistics, labels = comparison_statistics(eval_runs), init_labels(study)
     table = compare_variants(model_runs, eval_runs, statistics, labels)
-    write_comparison(table, out_dir, statistics, metrics_file)
+    write_comparison(table, out_dir, statistics, metrics_dir)
     collect_curves(model_runs, Path(out_dir)/'curves')
     if report: report_study(study.variants, study.seeds, out_dir, labels=labels)
     return table
@@ -422,7 +423,8 @@ def _parser() -> argparse.ArgumentParser:
     s = cmd('compare', 'compare the variants and write the study report')
     s.add_argument('--out', default='outputs/compare')
     s.add_argument('--no-report', action='store_true', help='the table only')
-    s.add_argument('--metrics', type=Path, help='also write the headline figures here (for dvc metrics show)')
+    s.add_argument('--metrics', type=Path, help='also write the headline figures into this folder, a small JSON file '
+                   'per variant and per pair (for dvc metrics show)')
     def video_cmd(name, help, **kw):
         s = sub.add_parser(name, help=help, **kw)
         s.add_argument('videos', nargs='+', type=Path, help='video files, or folders: the videos directly in each')
@@ -436,7 +438,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument('--no-progress', action='store_true')
     s = video_cmd('report', 'a report (notebook and HTML) on each video, run with papermill')
     s.add_argument('--title', default='How the audience felt')
-    s.add_argument('--metrics', type=Path, help="one video's keyframes, faces and truth scores, for dvc metrics show")
+    s.add_argument('--metrics', type=Path, help="one video's truth scores (faces found, agreement, share gap), for dvc "
+                   "metrics show")
     add_live_command(sub)
     return p
 
@@ -478,7 +481,7 @@ def _run(a: argparse.Namespace) -> int | None:
     elif a.command == 'evaluate': print(json.dumps(run_evaluate(a.model_dir, a.manifest, a.out), indent=2))
     elif a.command == 'compare':
         from fer_study.evaluate import comparison_markdown
-        print(comparison_markdown(run_compare(params, a.out, report=not a.no_report, metrics_file=a.metrics)))
+        print(comparison_markdown(run_compare(params, a.out, report=not a.no_report, metrics_dir=a.metrics)))
 
 # a stopped training run leaves its last finished epoch, not the earlier results: say what is true
 TRAIN_STOPPED = "each run keeps its last finished epoch (last.pt); the same command resumes from there"

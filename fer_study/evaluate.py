@@ -21,8 +21,8 @@ from .stats import (BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, bootstrap_runs, differe
 
 # %% auto #0
 __all__ = ['REFERENCE_ROWS', 'Runs', 'COMPARISON_COLUMNS', 'predictions_table', 'evaluate_checkpoint', 'compare_variants',
-           'comparison_markdown', 'headline_metrics', 'write_comparison', 'read_predictions', 'read_runs',
-           'comparison_statistics']
+           'comparison_markdown', 'headline_metrics', 'write_headline', 'write_comparison', 'read_predictions',
+           'read_runs', 'comparison_statistics']
 
 # %% ../nbs/07_evaluate.ipynb #9c452e23
 def predictions_table(manifest: pd.DataFrame, probs: np.ndarray, classes=CLASSES) -> pd.DataFrame:
@@ -41,15 +41,17 @@ def evaluate_checkpoint(checkpoint: str | Path, manifest: pd.DataFrame, out_dir:
     if rows.empty: raise FerStudyError(f"manifest: the {subset} subset is empty")
     probs = predict_probs(model, meta, load_images(rows.path.tolist(), meta['resize'])).numpy()
     y = rows.label.to_numpy()
-    metrics = dict(classification_metrics(y, probs), dataset=meta.get('dataset', 'unknown'), epoch=meta.get('epoch'),
-                   init=meta.get('init'), loss=meta.get('loss'), n_images=int(len(rows)))
+    metrics = classification_metrics(y, probs)
+    about = dict(dataset=meta.get('dataset', 'unknown'), epoch=meta.get('epoch'), init=meta.get('init'),
+                 loss=meta.get('loss'), n_images=int(len(rows)))
     out_dir = Path(out_dir)
     with atomic_path(out_dir/'per_class.csv') as tmp:
         pd.DataFrame(per_class_table(y, probs.argmax(1), meta['classes'])).to_csv(tmp, index=False)
     with atomic_path(out_dir/'predictions.csv') as tmp:
         predictions_table(rows, probs, meta['classes']).to_csv(tmp, index=False)
+    write_text_atomic(out_dir/'about.json', json.dumps(about, indent=2))
     write_text_atomic(out_dir/'metrics.json', json.dumps(metrics, indent=2))
-    return metrics
+    return {**metrics, **about}
 
 # %% ../nbs/07_evaluate.ipynb #3ef5ee4f
 REFERENCE_ROWS = [
@@ -103,21 +105,30 @@ def comparison_markdown(table: pd.DataFrame) -> str:
     return blanks.to_markdown(index=False, floatfmt=['', '', '', '.0f'] + ['.4f'] * (table.shape[1] - 4), missingval='')
 
 # %% ../nbs/07_evaluate.ipynb #37fcf1ff
-def headline_metrics(statistics: dict) -> dict:
-    "The figures `dvc metrics show` prints: per variant the mean accuracy, its sd and interval; per pair the same."
+def headline_metrics(statistics: dict) -> dict[str, dict[str, float]]:
+    "Per variant (acc, sd, low, high) and per pair (diff, low, high, p: its seeds' largest McNemar p), for DVC."
+    r = lambda x: round(float(x), 4)
     out = {}
     for name, v in statistics['variants'].items():
         acc = v['metrics']['acc']
-        out[name] = dict(acc=acc['value'], acc_sd=acc['std'], acc_low=acc['low'], acc_high=acc['high'])
+        out[name] = dict(acc=r(acc['value']), sd=r(acc['std']), low=r(acc['low']), high=r(acc['high']))
     for pair, p in statistics['pairs'].items():
         acc = p['differences']['acc']
-        out[pair] = dict(acc_difference=acc['value'], low=acc['low'], high=acc['high'],
-                         **{f"mcnemar_p_seed{t['seed']}": t['p'] for t in p['mcnemar']},
-                         supported=p['supported'], sentence=p['sentence'])
+        out[pair.replace(' ', '_')] = dict(diff=r(acc['value']), low=r(acc['low']), high=r(acc['high']),
+                                           p=float(f"{max(t['p'] for t in p['mcnemar']):.3g}"))
     return out
 
+def write_headline(statistics: dict, folder: str | Path) -> None:
+    "One small JSON file per variant and per pair in `folder` (made anew: only such files may be in it)."
+    folder = Path(folder)
+    if folder.exists() and (theirs := [p for p in folder.iterdir() if p.suffix != '.json' or not p.is_file()]):
+        raise FerStudyError(f"{theirs[0]}: not a metrics file of `fer-study compare`; the folder {folder} is its own")
+    for old in folder.glob('*.json') if folder.exists() else []: old.unlink()
+    for name, figures in headline_metrics(statistics).items():
+        write_text_atomic(folder/f'{name}.json', json.dumps(figures, indent=1))
+
 def write_comparison(table: pd.DataFrame, out_dir: str | Path, statistics: dict | None = None,
-                     metrics_file: str | Path | None = None) -> None:
+                     metrics_dir: str | Path | None = None) -> None:
     "The comparison as CSV and Markdown (a sentence per pair), statistics.json, and the headline figures for DVC."
     out_dir = Path(out_dir)
     with atomic_path(out_dir/'comparison.csv') as tmp: table.to_csv(tmp, index=False)
@@ -129,7 +140,7 @@ def write_comparison(table: pd.DataFrame, out_dir: str | Path, statistics: dict 
                       comparison_markdown(table) + note + ''.join(f'\n\n{s}' for s in sentences) + '\n')
     if statistics is None: return
     write_text_atomic(out_dir/'statistics.json', json.dumps(statistics, indent=2))
-    if metrics_file: write_text_atomic(metrics_file, json.dumps(headline_metrics(statistics), indent=2))
+    if metrics_dir: write_headline(statistics, metrics_dir)
 
 # %% ../nbs/07_evaluate.ipynb #ad97a97b
 def read_predictions(eval_dir: str | Path, classes=CLASSES) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -335,11 +335,10 @@ def read_summary(path: str | Path) -> VideoSummary:
 
 # %% ../nbs/09a_summary.ipynb #9186186a
 def summary_metrics(summary: VideoSummary) -> dict[str, float]:
-    "Keyframes, faces and, with a truth, how the reading scored: short keys, numbers only (for `dvc metrics show`)."
-    k, duration, t = summary['keyframes']['keyframes'], summary['video']['duration'], summary.get('truth')
-    m = dict(keyframes=k, kf_per_s=k / duration if duration else None, faces=summary['faces'])
-    if t:
-        f, a = t['faces'], t['agreement']
-        m.update(found=f['found_share'], missed=f['missed'], spurious=f['spurious'], agree=a['share'],
-                 agree_lo=a['low'], agree_hi=a['high'], share_gap=t['share_gap'])
+    "How the reading scored against a truth (else keyframes and faces): short keys, numbers only, for DVC."
+    if t := summary.get('truth'):
+        a = t['agreement']
+        m = dict(found=t['faces']['found_share'], agree=a['share'], low=a['low'], high=a['high'],
+                 share_gap=t['share_gap'])
+    else: m = dict(keyframes=summary['keyframes']['keyframes'], faces=summary['faces'])
     return {key: round(v, 4) for key, v in m.items() if v is not None}

@@ -69,7 +69,7 @@ def test_killing_the_trainer_leaves_no_process_and_a_held_folder_refuses_a_secon
             if line.startswith('[-] TRAIN [001/'): break
         else: raise AssertionError('training ended before its first epoch:\n' + ''.join(seen))
         assert main(train) == 2  # a second trainer on the same folder, while the first holds it
-        assert 'error: model: another `fer-study train` is training into this folder' in capsys.readouterr().err
+        assert "error: model/seed0: another `fer-study train` is training into this folder" in capsys.readouterr().err
         workers = psutil.Process(trainer.pid).children(recursive=True)
         assert len(workers) == 2, workers
     finally: os.killpg(trainer.pid, signal.SIGKILL)

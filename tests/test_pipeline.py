@@ -63,11 +63,12 @@ def test_repro_runs_the_whole_study(study):
         skipped = json.loads((repo / f'models/imagenet-dacl/seed{seed}/skipped.json').read_text())
         assert 'ImageNet ResNet-18 weights' in skipped['reason'] and 'Fix:' in skipped['reason']
         assert not (repo / f'models/imagenet-dacl/seed{seed}/best.pt').exists()
-        assert json.loads((repo / f'outputs/eval/imagenet-dacl/seed{seed}/metrics.json').read_text())['skipped'] is True
+        assert json.loads((repo / f'outputs/eval/imagenet-dacl/seed{seed}/about.json').read_text())['skipped'] is True
         for variant in ('scratch-dacl', 'synthetic-dacl'):
             assert (repo / f'models/{variant}/seed{seed}/best.pt').exists()
             metrics = json.loads((repo / f'outputs/eval/{variant}/seed{seed}/metrics.json').read_text())
-            assert metrics['dataset'] == 'synthetic' and 0 <= metrics['acc'] <= 1
+            about = json.loads((repo / f'outputs/eval/{variant}/seed{seed}/about.json').read_text())
+            assert about['dataset'] == 'synthetic' and 0 <= metrics['acc'] <= 1
     summary = json.loads((repo / 'outputs/webcam/demo_single/summary.json').read_text())
     assert 'synthetic' in summary['note']
 
@@ -94,12 +95,13 @@ def test_after_repro_everything_is_up_to_date(study):
     assert 'Running stage' not in again, again
 
 
-def test_metrics_show_prints_the_comparison(study):
+def test_metrics_show_prints_the_comparison_in_short_lines_of_numbers(study):
     repo, _ = study
     out = run(['dvc', 'metrics', 'show'], repo).stdout
-    assert 'outputs/eval/scratch-dacl/seed1/metrics.json' in out and 'acc' in out
-    assert 'outputs/comparison.json' in out and 'synthetic-dacl vs scratch-dacl.acc_difference' in out, out
-    assert 'outputs/webcam/demo_single.metrics.json' in out and 'agree' in out and 'kf_per_s' in out, out
+    assert 'outputs/eval/scratch-dacl/seed1/metrics.json' in out and 'aucroc' in out
+    assert 'outputs/metrics/synthetic-dacl_vs_scratch-dacl.json' in out and 'diff' in out, out
+    assert 'outputs/webcam/demo_single.metrics.json' in out and 'found' in out and 'agree' in out, out  # vs its truth
+    assert max(map(len, out.splitlines())) <= 200 and 'support' not in out, out  # numbers, not sentences
 
 
 def test_the_comparison_has_seeds_intervals_and_the_paired_test(study):
@@ -111,8 +113,9 @@ def test_the_comparison_has_seeds_intervals_and_the_paired_test(study):
     assert list(stats['variants']) == ['synthetic-dacl', 'scratch-dacl'] and stats['resamples'] == 1000
     pair = stats['pairs']['synthetic-dacl vs scratch-dacl']
     assert [t['seed'] for t in pair['mcnemar']] == [0, 1] and len(pair['differences']['acc']['runs']) == 2
-    headline = json.loads((repo / 'outputs/comparison.json').read_text())
-    assert headline['synthetic-dacl vs scratch-dacl']['sentence'] == pair['sentence']
+    headline = json.loads((repo / 'outputs/metrics/synthetic-dacl_vs_scratch-dacl.json').read_text())
+    assert headline['diff'] == round(pair['differences']['acc']['value'], 4)
+    assert headline['p'] == float(f"{max(t['p'] for t in pair['mcnemar']):.3g}")
     weights = json.loads((repo / 'outputs/weights/synthetic.json').read_text())
     assert weights['available'] and weights['what'] == 'synthetic pretraining, a stand-in for ImageNet'
 
