@@ -7,6 +7,11 @@ STAMP := $(VENV)/.installed
 # DVC stages call `fer-study` and `dvc`; they must come from the project's venv.
 VENV_PATH := PATH="$(CURDIR)/$(VENV)/bin:$$PATH"
 
+# The web tools, from npm: prettier (checks the dashboard's web files), pinned exactly in package.json and
+# package-lock.json.
+NPM := $(or $(shell command -v npm),/usr/bin/npm)
+NODE_STAMP := node_modules/.installed
+
 .PHONY: install study test export readme clean-nbs
 
 # The report tests look at the HTML in headless Chromium (Debian's package); installed once, as root or with sudo.
@@ -25,17 +30,28 @@ $(STAMP): requirements.txt requirements-lock.txt setup.py settings.ini pyproject
 export: $(STAMP)
 	$(BIN)/nbdev_export
 
+# Reinstalls only when the pins changed (npm ci empties node_modules first, stamp included).
+$(NODE_STAMP): package.json package-lock.json | $(NPM)
+	$(NPM) ci --no-audit --no-fund
+	touch $(NODE_STAMP)
+
+$(NPM):
+	@command -v apt-get >/dev/null || { echo "the web tools need Node.js and npm (Debian/Ubuntu package npm)"; exit 1; }
+	$(SUDO) apt-get install -y -q --no-install-recommends npm || \
+		{ $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q --no-install-recommends npm; }
+
 $(CHROMIUM):
 	@command -v apt-get >/dev/null || { echo "the report tests need Chromium at $(CHROMIUM) (Debian/Ubuntu package chromium)"; exit 1; }
 	$(SUDO) apt-get install -y -q --no-install-recommends chromium || \
 		{ $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q --no-install-recommends chromium; }
 
 # The package must be exactly what the notebooks export.
-test: $(STAMP) $(CHROMIUM)
+test: $(STAMP) $(CHROMIUM) $(NODE_STAMP)
 	$(BIN)/nbdev_export
 	@if [ -n "$$(git status --porcelain -- fer_study)" ]; then \
 		echo "fer_study/ is out of sync with nbs/: run nbdev_export and commit the result"; \
 		git status --porcelain -- fer_study; exit 1; fi
+	$(NPM) run --silent check
 	# two workers, one thread each: two workers of two threads on two cores slow each other down several times
 	OMP_NUM_THREADS=1 $(BIN)/nbdev_test --n_workers 2
 	$(VENV_PATH) OMP_NUM_THREADS=1 python -m pytest -n 2 --dist loadfile

@@ -15,117 +15,18 @@ import re
 import socket
 import threading
 from collections import deque
+from pathlib import Path
 
 from aiohttp import web
 
+import fer_study
 from .core import EMOTION_COLORS, FerStudyError
 
 # %% auto #0
-__all__ = ['LIVE_PAGE', 'dashboard_page', 'is_loopback', 'host_allowed', 'origin_allowed', 'Dashboard']
+__all__ = ['STATIC_DIR', 'is_loopback', 'host_allowed', 'origin_allowed', 'Dashboard']
 
 # %% ../nbs/14a_dashboard.ipynb #62093657
-LIVE_PAGE = r"""<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>fer-study live</title>
-<style>
-  body { margin: 0; background: #15171a; color: #f2f2f2; font: 26px/1.3 system-ui, sans-serif; }
-  #status { padding: 10px 24px; background: #2a2d33; font-size: 22px; }
-  #status.alert { background: #7a1f1f; }
-  #note { padding: 6px 24px; background: #5c4a00; font-size: 20px; }
-  main { display: grid; grid-template-columns: minmax(0, 1fr) minmax(0, 1fr); gap: 12px 40px; padding: 12px 24px; }
-  h2 { margin: 8px 0; font-size: 22px; font-weight: normal; color: #b8bcc4; }
-  .bar { display: flex; align-items: center; gap: 12px; margin: 4px 0; }
-  .bar .name { width: 6.5em; } .bar .fill { height: 28px; border-radius: 4px; } .bar .pct { font-weight: bold; }
-  #positive { font-size: 72px; font-weight: bold; }
-  svg { width: 100%; height: 160px; background: #1e2126; }
-  #tiles { grid-column: 1 / -1; display: flex; flex-wrap: wrap; gap: 16px; }
-  .tile { min-width: 8em; padding: 10px 18px; background: #23262c; border-left: 14px solid #9d9d9d; }
-  .tile .emotion { font-size: 38px; font-weight: bold; } .tile .meta { color: #b8bcc4; }
-</style>
-</head>
-<body>
-<div id="status">connecting…</div>
-<div id="note" hidden></div>
-<main>
-  <section><h2>Emotion mix, last <span id="window">–</span> s</h2><div id="mix"></div></section>
-  <section><h2>Positive share over time</h2><div id="positive">–</div>
-    <svg viewBox="0 0 1000 100" preserveAspectRatio="none">
-      <polyline id="trend" fill="none" stroke="#f2f2f2" stroke-width="3" vector-effect="non-scaling-stroke"/></svg>
-  </section>
-  <section id="tiles"></section>
-</main>
-<script>
-const COLORS = __COLORS__, history = [];
-const STATES = {live: '● live', reconnecting: '◌ source lost, reconnecting…', stopped: '■ stopped',
-                ended: '■ stream ended', lost: '■ source lost'};
-const $ = id => document.getElementById(id);
-const pct = x => x == null ? '–' : Math.round(100 * x) + '%';
-function el(tag, cls, text) {
-  const e = document.createElement(tag);
-  e.className = cls; e.textContent = text ?? '';
-  return e;
-}
-function mix(shares) {
-  $('mix').replaceChildren(...Object.entries(shares || {}).sort((a, b) => b[1] - a[1]).map(([name, v]) => {
-    const row = el('div', 'bar'), fill = el('span', 'fill');
-    Object.assign(fill.style, {width: 60 * v + '%', background: COLORS[name] || '#9d9d9d'});
-    row.append(el('span', 'name', name), fill, el('span', 'pct', pct(v)));
-    return row;
-  }));
-  if (!shares) $('mix').textContent = 'no confident face in the window';
-}
-function trend() {
-  const pts = history.filter(p => p[1] != null), t0 = history.length ? history[0][0] : 0;
-  const span = Math.max(1e-9, history.length ? history[history.length - 1][0] - t0 : 1);
-  $('trend').setAttribute('points', pts.map(([t, v]) => `${1000 * (t - t0) / span},${100 - 100 * v}`).join(' '));
-}
-function tiles(people) {
-  $('tiles').replaceChildren(...people.map(p => {
-    const tile = el('div', 'tile');
-    tile.style.borderLeftColor = COLORS[p.emotion] || '#9d9d9d';
-    tile.append(el('div', 'id', '#' + p.id), el('div', 'emotion', p.emotion + (p.uncertain ? '?' : '')),
-                el('div', 'meta', `${pct(p.confidence)} sure · seen ${Math.round(p.seconds)} s`));
-    return tile;
-  }));
-}
-function status(live) {
-  const latency = live.latency == null ? '–' : live.latency.toFixed(2) + ' s';
-  const parts = [STATES[live.state] || live.state, live.sampling, 'latency ' + latency, live.dropped + ' dropped',
-                 live.uncertain_faces + ' uncertain'];
-  if (live.outputs) parts.push('results in ' + live.outputs);
-  $('status').textContent = parts.join(' · ');
-  $('status').className = live.state === 'live' ? '' : 'alert';
-  $('note').hidden = !live.note;
-  $('note').textContent = live.note || '';
-}
-function render(u) {
-  $('window').textContent = u.live.window_seconds;
-  $('positive').textContent = pct(u.positive_share);
-  if (!history.length || u.end > history[history.length - 1][0]) history.push([u.end, u.positive_share]);
-  mix(u.share_time_weighted); trend(); tiles(u.live.participants); status(u.live);
-}
-const events = new EventSource('events');
-events.addEventListener('history', e => history.splice(0, history.length, ...JSON.parse(e.data)));
-events.onmessage = e => {
-  const u = JSON.parse(e.data);
-  render(u);
-  if (!(u.live.state in {live: 1, reconnecting: 1})) events.close();
-  dispatchEvent(new CustomEvent('fer:update', {detail: u}));
-};
-events.onerror = () => {
-  if (events.readyState === EventSource.CONNECTING) $('status').textContent = 'dashboard disconnected, retrying…';
-};
-</script>
-</body>
-</html>
-"""
-
-def dashboard_page(colors: dict[str, str] = EMOTION_COLORS) -> str:
-    "The live page, with the colour of each emotion."
-    return LIVE_PAGE.replace('__COLORS__', json.dumps(colors))
+STATIC_DIR = Path(fer_study.__file__).parent/'static'  # the page's web files: package data, written by hand
 
 # %% ../nbs/14a_dashboard.ipynb #f8e536b2
 def is_loopback(host: str) -> bool:
@@ -167,8 +68,8 @@ def origin_allowed(origin: str | None, bound: str, port: int) -> bool:
 # %% ../nbs/14a_dashboard.ipynb #5871af47
 class Dashboard:
     "The live page and a server-sent event stream of updates, served by aiohttp in a thread of its own."
-    def __init__(self, host: str = '127.0.0.1', port: int = 8765, history: int = 7200, page: str | None = None):
-        self.host, self.port, self.page = host, port, page or dashboard_page()
+    def __init__(self, host: str = '127.0.0.1', port: int = 8765, history: int = 7200):
+        self.host, self.port = host, port
         self.latest, self.history, self._clients = None, deque(maxlen=history), set()
         self._loop = self._runner = self._thread = None
 
@@ -203,7 +104,9 @@ class Dashboard:
     async def _bind(self) -> int:
         app = web.Application(middlewares=[self._own_names_only])
         app.router.add_get('/', self._page)
+        app.router.add_get('/colors.json', self._colors)
         app.router.add_get('/events', self._events)
+        app.router.add_static('/static/', STATIC_DIR)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
         await self._runner.setup()
         try: await web.TCPSite(self._runner, self.host, self.port).start()
@@ -221,8 +124,11 @@ class Dashboard:
             return await handler(request)
         return web.Response(status=403, text=f"this dashboard answers only as {self.url} (or localhost)\n")
 
-    async def _page(self, request: web.Request) -> web.Response:
-        return web.Response(text=self.page, content_type='text/html')
+    async def _page(self, request: web.Request) -> web.FileResponse:
+        return web.FileResponse(STATIC_DIR/'dashboard.html')
+
+    async def _colors(self, request: web.Request) -> web.Response:
+        return web.json_response(EMOTION_COLORS)
 
     async def _events(self, request: web.Request) -> web.StreamResponse:
         queue = asyncio.Queue(maxsize=4)
