@@ -1,8 +1,17 @@
-"""What several test files share: the process table, to check that no process outlives the command that started it."""
+"""What several test files share: the process table, to check that no process outlives the command that started it;
+headless Chromium driven through its DevTools protocol."""
+import contextlib
+import itertools
+import re
+import shutil
 import signal
+import subprocess
+import threading
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
+import aiohttp
 import psutil
 import pytest
 
@@ -54,3 +63,63 @@ def process_table():
     "`descendants`, `still_running`, `wait_for` and `default_signals`, for tests that end commands in every way."
     return SimpleNamespace(descendants=descendants, still_running=still_running, wait_for=wait_for,
                            default_signals=default_signals)
+
+
+CHROMIUM = shutil.which('chromium') or '/usr/bin/chromium'
+
+
+@contextlib.contextmanager
+def chromium(profile: Path):
+    "Headless Chromium with a DevTools server on a free loopback port: yields the server's address."
+    assert Path(CHROMIUM).exists(), f"{CHROMIUM} not found: `make test` installs Debian's chromium package"
+    # the background-networking flags keep Chromium from calling out on a closed network
+    browser = subprocess.Popen([CHROMIUM, '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic',
+                                '--no-first-run', '--disable-background-networking', '--disable-component-update',
+                                '--disable-sync', f'--user-data-dir={profile}', '--remote-debugging-port=0',
+                                'about:blank'], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in browser.stderr:
+            if devtools := re.search(r'DevTools listening on ws://([\d.:]+)/', line): break
+        else: pytest.fail('Chromium did not start its DevTools server')
+        threading.Thread(target=browser.stderr.read, daemon=True).start()  # its later messages never fill the pipe
+        yield f'http://{devtools[1]}'
+    finally:
+        browser.kill()
+        browser.wait()
+
+
+class Tab:
+    "A new tab of the browser behind `devtools`: DevTools calls, the events they bring, scripts evaluated in the page."
+    def __init__(self, devtools: str, url: str = 'about:blank'):
+        self.devtools, self.url, self.events, self._ids = devtools, url, [], itertools.count(1)
+
+    async def __aenter__(self):
+        self._http = aiohttp.ClientSession()
+        async with self._http.put(f'{self.devtools}/json/new?{self.url}') as r: target = await r.json(content_type=None)
+        self._ws = await self._http.ws_connect(target['webSocketDebuggerUrl'], max_msg_size=0)
+        return self
+
+    async def __aexit__(self, *exc):
+        await self._ws.close()
+        await self._http.close()
+
+    async def call(self, method: str, **params) -> dict:
+        "The answer to one DevTools call; the events that came before it are kept in `events`."
+        await self._ws.send_json(dict(id=(call := next(self._ids)), method=method, params=params))
+        while (answer := await self._ws.receive_json(timeout=120)).get('id') != call:
+            if 'method' in answer: self.events.append(answer)
+        return answer
+
+    async def wait_for(self, event: str) -> dict:
+        "The first event named `event`, from those kept or the next to come."
+        while not (seen := [e for e in self.events if e.get('method') == event]):
+            self.events.append(await self._ws.receive_json(timeout=120))
+        return seen[0]
+
+    async def evaluate(self, expression: str):
+        "The value of `expression` in the page (a promise is awaited); asked again while the page is still loading."
+        for _ in range(20):  # a page still loading loses its context: ask again once the answer says so
+            answer = await self.call('Runtime.evaluate', expression=expression, awaitPromise=True, returnByValue=True)
+            if 'exceptionDetails' not in answer.get('result', {'exceptionDetails': answer.get('error')}):
+                return answer['result']['result'].get('value')
+        pytest.fail(f'the page never answered: {answer}')

@@ -4,17 +4,14 @@ the files it must not replace, the processes it must not leave behind, the names
 Loopback only. Nothing waits on a clock: each step waits for an output line, an update on the page, or a process."""
 import asyncio
 import contextlib
-import itertools
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
 import sys
 import threading
-from pathlib import Path
 
 import aiohttp
 import numpy as np
@@ -27,8 +24,8 @@ from fer_study.live import LiveSource, main
 from fer_study.summary import WindowBlock, check_summary, keyframe_spans, read_summary, summarize_faces
 from fer_study.synth import make_demo_video, truth_paths
 from fer_study.testing import demo_checkpoint, make_test_video
+from conftest import Tab, chromium
 
-CHROMIUM = shutil.which('chromium') or '/usr/bin/chromium'
 LIVE = [sys.executable, '-c', 'import sys; from fer_study.live import main; sys.exit(main())']
 
 
@@ -127,21 +124,10 @@ async def look_twice(devtools: str, page: str, updates_between: int = 4) -> tupl
                 "done({tiles: [...document.querySelectorAll('.tile')].map(t => t.innerText), "
                 "status: document.getElementById('status').innerText, "
                 "note: document.getElementById('note').innerText}); }); })")
-    async with aiohttp.ClientSession() as http:
-        async with http.put(f'{devtools}/json/new?{page}') as r: target = await r.json(content_type=None)
-        async with http.ws_connect(target['webSocketDebuggerUrl'], max_msg_size=0) as ws:
-            ids = itertools.count(1)
-            async def evaluate(expression):
-                for _ in range(20):  # a page still loading loses its context: ask again once the answer says so
-                    await ws.send_json(dict(id=(call := next(ids)), method='Runtime.evaluate',
-                                            params=dict(expression=expression, awaitPromise=True, returnByValue=True)))
-                    while (answer := await ws.receive_json(timeout=120)).get('id') != call: pass
-                    if 'exceptionDetails' not in answer.get('result', {'exceptionDetails': answer.get('error')}):
-                        return answer['result']['result']['value']
-                pytest.fail(f'the page never answered: {answer}')
-            await evaluate("new Promise(done => document.getElementById('status') ? done(1) : "
+    async with Tab(devtools, page) as tab:
+        await tab.evaluate("new Promise(done => document.getElementById('status') ? done(1) : "
                            "addEventListener('load', () => done(1)))")
-            return await evaluate(snapshot % 1), await evaluate(snapshot % updates_between)
+        return await tab.evaluate(snapshot % 1), await tab.evaluate(snapshot % updates_between)
 
 
 def test_the_dashboard_shows_each_participant_and_ctrl_c_saves(inputs, tmp_path):
@@ -151,29 +137,18 @@ def test_the_dashboard_shows_each_participant_and_ctrl_c_saves(inputs, tmp_path)
     live = subprocess.Popen([*LIVE, *live_args(video, ckpt, out, '--realtime', '--input-option', 'stream_loop=-1',
                                                 '--jsonl', tmp_path / 'updates.jsonl')],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    browser = None
     try:
         for line in live.stderr:
             if m := re.search(r'\[\*\] dashboard: (http://127\.0\.0\.1:\d+/)', line): break
         else: pytest.fail(f'no dashboard address; the command ended with {live.wait()}')
-        assert Path(CHROMIUM).exists(), f"{CHROMIUM} not found: `make test` installs Debian's chromium package"
-        browser = subprocess.Popen([CHROMIUM, '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic',
-                                    '--no-first-run', '--disable-background-networking', '--disable-component-update',
-                                    '--disable-sync', f'--user-data-dir={tmp_path / "profile"}',
-                                    '--remote-debugging-port=0', 'about:blank'],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        for line in browser.stderr:
-            if devtools := re.search(r'DevTools listening on ws://([\d.:]+)/', line): break
-        else: pytest.fail('Chromium did not start its DevTools server')
-        threading.Thread(target=browser.stderr.read, daemon=True).start()  # its later messages never fill the pipe
-        first, later = asyncio.run(look_twice(f'http://{devtools[1]}', m[1]))
-        # the same page by the name `localhost`: the dashboard answers to it (and to no name of another site)
-        by_name, _ = asyncio.run(look_twice(f'http://{devtools[1]}', m[1].replace('127.0.0.1', 'localhost'), 1))
+        with chromium(tmp_path / 'profile') as devtools:
+            first, later = asyncio.run(look_twice(devtools, m[1]))
+            # the same page by the name `localhost`: the dashboard answers to it (and to no name of another site)
+            by_name, _ = asyncio.run(look_twice(devtools, m[1].replace('127.0.0.1', 'localhost'), 1))
         live.send_signal(signal.SIGINT)
         rest = live.communicate(timeout=120)[1]
     finally:
-        for p in (browser, live):
-            if p and p.poll() is None: p.kill()
+        if live.poll() is None: live.kill()
     assert len(first['tiles']) == len(later['tiles']) == 4, (first, later)
     assert first['tiles'] != later['tiles']  # seconds seen, if nothing else, have moved on
     assert 'live' in first['status'] and 'synthetic face set' in first['note'] and len(by_name['tiles']) == 4
