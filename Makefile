@@ -7,10 +7,11 @@ STAMP := $(VENV)/.installed
 # DVC stages call `fer-study` and `dvc`; they must come from the project's venv.
 VENV_PATH := PATH="$(CURDIR)/$(VENV)/bin:$$PATH"
 
-# The web tools, from npm: prettier (checks the dashboard's web files), pinned exactly in package.json and
-# package-lock.json.
+# The web tools, from npm: prettier (checks the dashboard's web files) and Vega, Vega-Lite and Vega-Embed (inlined in
+# the page `dvc plots show` writes, so that it draws offline), pinned exactly in package.json and package-lock.json.
 NPM := $(or $(shell command -v npm),/usr/bin/npm)
 NODE_STAMP := node_modules/.installed
+PLOTS_TEMPLATE := .dvc/plots_template.html
 
 .PHONY: install study test export readme clean-nbs
 
@@ -18,7 +19,7 @@ NODE_STAMP := node_modules/.installed
 CHROMIUM := /usr/bin/chromium
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-install: $(STAMP)
+install: $(STAMP) $(PLOTS_TEMPLATE)
 
 # Reinstalls only when a requirement or the package metadata changed.
 $(STAMP): requirements.txt requirements-lock.txt setup.py settings.ini pyproject.toml
@@ -35,6 +36,10 @@ $(NODE_STAMP): package.json package-lock.json | $(NPM)
 	$(NPM) ci --no-audit --no-fund
 	touch $(NODE_STAMP)
 
+# The page DVC fills (.dvc/config: plots.html_template); DVC would take a missing file's name for the page itself.
+$(PLOTS_TEMPLATE): tools/plots_template.py tools/plots_template.html $(NODE_STAMP) $(STAMP)
+	$(PY) tools/plots_template.py
+
 $(NPM):
 	@command -v apt-get >/dev/null || { echo "the web tools need Node.js and npm (Debian/Ubuntu package npm)"; exit 1; }
 	$(SUDO) apt-get install -y -q --no-install-recommends npm || \
@@ -46,7 +51,7 @@ $(CHROMIUM):
 		{ $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q --no-install-recommends chromium; }
 
 # The package must be exactly what the notebooks export.
-test: $(STAMP) $(CHROMIUM) $(NODE_STAMP)
+test: $(STAMP) $(CHROMIUM) $(PLOTS_TEMPLATE)
 	$(BIN)/nbdev_export
 	@if [ -n "$$(git status --porcelain -- fer_study)" ]; then \
 		echo "fer_study/ is out of sync with nbs/: run nbdev_export and commit the result"; \
@@ -57,7 +62,7 @@ test: $(STAMP) $(CHROMIUM) $(NODE_STAMP)
 	$(VENV_PATH) OMP_NUM_THREADS=1 python -m pytest -n 2 --dist loadfile
 
 # The whole study: the embedded default is written into data/ only when data/ is absent; then dvc repro.
-study: $(STAMP)
+study: $(STAMP) $(PLOTS_TEMPLATE)
 	$(VENV_PATH) fer-study materialize
 	$(VENV_PATH) dvc repro
 	@echo

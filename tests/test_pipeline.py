@@ -1,4 +1,5 @@
 """The DVC pipeline on a fresh copy of the repository, with a tiny parameter set."""
+import asyncio
 import contextlib
 import json
 import os
@@ -10,6 +11,7 @@ from pathlib import Path
 import nbformat
 import pytest
 import yaml
+from conftest import Tab, chromium
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -43,6 +45,10 @@ def study(tmp_path_factory):
         if (ROOT / f).is_file():
             (repo / f).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / f, repo / f)
+    # the page `dvc plots show` fills, with Vega inlined: made by `make install` (npm ci), ignored by git
+    template = ROOT / '.dvc' / run(['dvc', 'config', 'plots.html_template'], ROOT).stdout.strip()
+    assert template.is_file(), f"{template} not found: `make install` writes it (npm ci, tools/plots_template.py)"
+    shutil.copy2(template, repo / '.dvc' / template.name)
     run(['git', 'init', '-q'], repo)
     run(['git', '-c', 'user.name=test', '-c', 'user.email=test@example.invalid', 'commit', '-qm', 'clone', '--allow-empty'], repo)
     params = yaml.safe_load((repo / 'params.yaml').read_text())
@@ -167,6 +173,52 @@ def test_plots_show_draws_curves_and_confusion_without_warnings(study, tmp_path)
     assert 'WARNING' not in r.stdout + r.stderr and 'failed' not in r.stdout + r.stderr, r.stdout + r.stderr
     page = (tmp_path / 'plots' / 'index.html').read_text()
     assert 'outputs/compare/curves/scratch-dacl/seed1/val/acc.tsv' in page and 'predictions.csv' in page
+
+
+# each plot's data marks drawn: lines with at least one segment (learning curves), rectangles that take room
+# (confusion cells); a plot whose drawing failed is in `failed`
+DRAWN = """Promise.allSettled(embedded).then(results => ({
+  failed: results.filter(r => r.status === 'rejected').map(r => String(r.reason)),
+  marks: Object.fromEntries([...document.querySelectorAll('body > div[id]')].map(plot => [plot.id, {
+    line: [...plot.querySelectorAll('g.mark-line.role-mark > path')].filter(m => /L/.test(m.getAttribute('d'))).length,
+    rect: [...plot.querySelectorAll('g.mark-rect.role-mark > path')].filter(m => m.getBBox().width > 0).length}]))}))"""
+
+
+def plot_id(path: str) -> str:
+    "The id of the element DVC draws the plot of `path` in."
+    return path.translate({ord(c): '_' for c in r"!@#$%^&*()[]{};,<>?\/:.|`~=_+ "})
+
+
+async def open_offline(devtools: str, page: str) -> tuple[dict, list[str]]:
+    "The marks drawn on `page` opened with the network off, and every address the page asked for."
+    async with Tab(devtools) as tab:
+        await tab.call('Network.enable')
+        await tab.call('Network.emulateNetworkConditions', offline=True, latency=0, downloadThroughput=-1,
+                       uploadThroughput=-1)
+        await tab.call('Page.enable')
+        await tab.call('Page.navigate', url=page)
+        await tab.wait_for('Page.loadEventFired')  # each plot's vegaEmbed has been called by then
+        drawn = await tab.evaluate(DRAWN)
+    return drawn, [e['params']['request']['url'] for e in tab.events if e.get('method') == 'Network.requestWillBeSent']
+
+
+def test_plots_show_draws_offline_in_chromium(study, tmp_path):
+    repo, _ = study
+    run(['dvc', 'plots', 'show', '-o', str(tmp_path / 'plots')], repo)
+    page = tmp_path / 'plots' / 'index.html'
+    assert '<script src=' not in page.read_text() and 'cdn.' not in page.read_text()
+    with chromium(tmp_path / 'profile') as devtools:
+        drawn, asked = asyncio.run(open_offline(devtools, page.as_uri()))
+    assert drawn['failed'] == [] and asked == [page.as_uri()], (drawn['failed'], asked)
+    plotted = [*(repo / 'outputs/compare/curves').rglob('*.tsv'), *(repo / 'outputs/eval').rglob('predictions.csv')]
+    rows = {plot_id(str(p.relative_to(repo))): len(p.read_text().splitlines()) - 1 for p in plotted}  # data rows
+    assert set(drawn['marks']) == set(rows), (drawn['marks'], rows)
+    # every learning curve of two steps or more is a line (one of a single step has no segment to draw); every
+    # confusion matrix of a run with predictions (a skipped run has none) has its cells
+    lines = [k for k in rows if k.startswith('outputs_compare_curves_') and rows[k] > 1]
+    cells = [k for k in rows if k.endswith('_predictions_csv') and rows[k] > 0]
+    assert lines and [k for k in lines if not drawn['marks'][k]['line']] == [], (lines, drawn['marks'])
+    assert cells and [k for k in cells if not drawn['marks'][k]['rect']] == [], (cells, drawn['marks'])
 
 
 def test_a_failing_report_cell_fails_the_stage_and_leaves_no_report(study):
