@@ -22,11 +22,12 @@ from .procs import Terminated, run_command
 from .settings import add_truth_argument, add_video_arguments, video_settings_from_args
 
 # %% auto #0
-__all__ = ['SOURCES', 'INIT_NAME', 'LAUNCHER_PID', 'ANALYZE_EPILOG', 'TRAIN_STOPPED', 'dataset_kind', 'data_root',
+__all__ = ['SOURCES', 'INIT_NAME', 'LAUNCHER_PID', 'RENDEZVOUS', 'ANALYZE_EPILOG', 'TRAIN_STOPPED', 'dataset_kind', 'data_root',
            'training_face_template', 'run_data', 'use_weights_dir', 'sha256', 'weights_record', 'check_init',
            'study_inits', 'study_seeds', 'Study', 'study_design', 'run_weights', 'load_manifest', 'check_processes',
-           'restart_reason', 'check_run', 'run_train', 'launch_workers', 'train_worker', 'runs_at_once', 'run_seeds',
-           'run_evaluate', 'collect_curves', 'init_labels', 'run_compare', 'run_materialize', 'main']
+           'restart_reason', 'check_run', 'run_train', 'torchrun_args', 'launch_workers', 'train_worker',
+           'runs_at_once', 'run_seeds', 'run_evaluate', 'collect_curves', 'init_labels', 'run_compare',
+           'run_materialize', 'main']
 
 # %% ../nbs/11_cli.ipynb #408a83c3
 SOURCES = ('synthetic', 'rafdb')
@@ -198,7 +199,7 @@ def restart_reason(restart: bool) -> str | None:
     if stage := os.environ.get('DVC_STAGE'): return f"the DVC stage {stage} owns the folder and reruns on new params"
     return None
 
-def check_run(params: dict, init: str, loss: str, manifest: str | Path, seed: int = 0) -> tuple:
+def check_run(params: dict, init: str, loss: str, manifest: str | Path, seed: int = 0, node_rank: int = 0) -> tuple:
     "The run's init, `TrainConfig`, manifest and dataset description, every one checked before any long work."
     from fer_study.train import check_subsets, train_config
     use_weights_dir(params)
@@ -207,15 +208,16 @@ def check_run(params: dict, init: str, loss: str, manifest: str | Path, seed: in
     df, info = load_manifest(manifest)
     check_subsets(df, manifest)
     check_processes(cfg)
+    torchrun_args(params, cfg, node_rank)
     return init, cfg, df, info
 
 def run_train(params: dict, init: str, loss: str, manifest: str | Path, out_dir: str | Path, seed: int = 0,
-              progress: bool = True, restart: bool = False) -> dict:
+              progress: bool = True, restart: bool = False, node_rank: int = 0) -> dict:
     "Train one run (init x loss x seed) on the manifest's data; an init without weights writes skipped.json."
     from fer_study.model import WeightsUnavailable, build_model
     from fer_study.procs import die_with_parent, hold_folder
     from fer_study.train import TRAINER_FILES, load_subsets, remove_run, train
-    init, cfg, df, info = check_run(params, init, loss, manifest, seed)
+    init, cfg, df, info = check_run(params, init, loss, manifest, seed, node_rank)
     out_dir, reason = Path(out_dir), restart_reason(restart)
     fit = lambda: train(load_subsets(df, cfg.resize), cfg, out_dir, dataset=info['dataset'], progress=progress,
                         face_template=info.get('face_template'), restart=reason)
@@ -238,28 +240,46 @@ def run_train(params: dict, init: str, loss: str, manifest: str | Path, out_dir:
             remove_run(out_dir, f'skipped ({reason}), so no model of an earlier run keeps the name')
             return dict(skipped=True, reason=str(e))
         (out_dir/'skipped.json').unlink(missing_ok=True)
-        if cfg.processes == 1: return fit()
-        return launch_workers(cfg.processes, dict(params=params, init=init, loss=loss, manifest=str(manifest),
-                                                  out_dir=str(out_dir), seed=seed, progress=progress,
-                                                  restart=restart))
+        if cfg.processes == 1 and cfg.nodes == 1: return fit()
+        return launch_workers(torchrun_args(params, cfg, node_rank),
+                              dict(params=params, init=init, loss=loss, manifest=str(manifest), out_dir=str(out_dir),
+                                   seed=seed, progress=progress, restart=restart))
 
-# %% ../nbs/11_cli.ipynb #2b6e8d02
-def launch_workers(processes: int, spec: dict) -> dict:
-    "Run `run_train(**spec)` in `processes` processes under torchrun, this process being their agent; the summary."
+# %% ../nbs/11_cli.ipynb #be66df89
+def torchrun_args(params: dict, cfg, node_rank: int = 0) -> list[str]:
+    "torchrun's arguments here: this machine alone, or machine `node_rank` of `train.nodes` meeting at the rendezvous."
+    if cfg.nodes == 1:
+        if node_rank != 0: raise ParamsError(f"--node-rank {node_rank}: 'train.nodes' is 1 (this machine alone)")
+        return ['--standalone', '--nproc_per_node', str(cfg.processes)]
+    where = get_param(params, 'train.rendezvous', (str, type(None)), None)
+    if not (where and RENDEZVOUS.fullmatch(where)):
+        raise ParamsError(f"params: 'train.rendezvous' must be HOST:PORT of the first machine when 'train.nodes' is "
+                          f"{cfg.nodes}, got {where!r}")
+    if not 0 <= node_rank < cfg.nodes:
+        raise ParamsError(f"--node-rank {node_rank}: must be 0 to {cfg.nodes - 1} ('train.nodes' is {cfg.nodes})")
+    host, port = where.rsplit(':', 1)
+    return ['--nnodes', str(cfg.nodes), '--node_rank', str(node_rank), '--master_addr', host.strip('[]'),
+            '--master_port', port, '--nproc_per_node', str(cfg.processes)]
+
+RENDEZVOUS = re.compile(r'[\w.\-]+:\d{1,5}|\[[0-9a-fA-F:]+\]:\d{1,5}')
+
+# %% ../nbs/11_cli.ipynb #e8c5b6c8
+def launch_workers(torchrun: list[str], spec: dict) -> dict:
+    "Run `run_train(**spec)` in the processes torchrun starts (`torchrun`: its arguments) as their agent; the summary."
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import get_args_parser, run
     code = 'import sys; from fer_study.cli import train_worker; sys.exit(train_worker(sys.argv[1]))'
-    args = get_args_parser().parse_args(['--standalone', '--nproc_per_node', str(processes), '--no-python',
-                                         sys.executable, '-c', code, json.dumps(spec)])
+    args = get_args_parser().parse_args([*torchrun, '--no-python', sys.executable, '-c', code, json.dumps(spec)])
     os.environ[LAUNCHER_PID] = str(os.getpid())
     try: run(args)
     except ChildFailedError as e:
         codes = sorted({f.exitcode for f in e.failures.values()})
-        raise FerStudyError(f"{spec['out_dir']}: {len(e.failures)} of {processes} training processes failed "
-                            f"(exit code {', '.join(map(str, codes))}); their messages are above") from None
+        raise FerStudyError(f"{spec['out_dir']}: {len(e.failures)} of {args.nproc_per_node} training processes "
+                            f"failed (exit code {', '.join(map(str, codes))}); their messages are above") from None
     except SignalException as e: raise Terminated(int(e.sigval)) from None  # stopped, workers too: one line
     finally: del os.environ[LAUNCHER_PID]
+    if args.node_rank != 0: return {}  # the first machine's process 0 writes the run
     return json.loads((Path(spec['out_dir'])/'metrics.json').read_text())
 
 # %% ../nbs/11_cli.ipynb #36deb0cc
@@ -275,7 +295,7 @@ def train_worker(spec: str) -> int:
 def runs_at_once(cfg, seeds: int) -> int:
     "How many seeds of a variant train side by side: one per CPU core on a CPU, one at a time on a GPU or with DDP."
     from fer_study.core import pick_device
-    if cfg.processes > 1 or pick_device(cfg.device).type != 'cpu': return 1
+    if cfg.processes > 1 or cfg.nodes > 1 or pick_device(cfg.device).type != 'cpu': return 1
     return max(1, min(seeds, os.cpu_count() or 1))
 
 def _forward(stream, prefix: str) -> None:
@@ -283,13 +303,14 @@ def _forward(stream, prefix: str) -> None:
     for line in stream: print(f'{prefix}{line}', end='', flush=True)
 
 def run_seeds(params: dict, init: str, loss: str, manifest: str | Path, out_root: str | Path,
-              restart: bool = False) -> list[int]:
+              restart: bool = False, node_rank: int = 0) -> list[int]:
     "Train every seed of `study.seeds` into `out_root/seed<k>`, side by side where the CPU allows; the seeds trained."
     import queue, subprocess, threading
     seeds = study_seeds(params)
-    at_once = runs_at_once(check_run(params, init, loss, manifest)[1], len(seeds))  # every check before any process
+    at_once = runs_at_once(check_run(params, init, loss, manifest, 0, node_rank)[1], len(seeds))  # all checks first
     if at_once == 1:
-        for s in seeds: run_train(params, init, loss, manifest, Path(out_root)/f'seed{s}', s, False, restart)
+        for s in seeds:
+            run_train(params, init, loss, manifest, Path(out_root)/f'seed{s}', s, False, restart, node_rank)
         return seeds
     threads = str(max(1, (os.cpu_count() or 1) // at_once))
     env = {**os.environ, LAUNCHER_PID: str(os.getpid()), 'OMP_NUM_THREADS': threads}
@@ -417,6 +438,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument('--manifest', default='outputs/data/manifest.csv'); s.add_argument('--out', required=True)
     s.add_argument('--no-progress', action='store_true')
     s.add_argument('--restart', action='store_true', help='replace another run in --out (other settings or data)')
+    s.add_argument('--node-rank', type=int, default=0, help="this machine's place when 'train.nodes' > 1: 0 on the "
+                   "first (the rendezvous), 1, 2, ... on the others (default: 0)")
     s = cmd('evaluate', 'test metrics of a trained variant')
     s.add_argument('--model-dir', required=True); s.add_argument('--manifest', default='outputs/data/manifest.csv')
     s.add_argument('--out', required=True)
@@ -435,6 +458,8 @@ def _parser() -> argparse.ArgumentParser:
     s = video_cmd('analyze', 'read the emotions in videos', epilog=ANALYZE_EPILOG)
     s.add_argument('--jobs', type=int, default=1, help='videos analysed at once, each in a process of its own with '
                    'its share of the CPUs (default: 1, one process, the model loaded once)')
+    s.add_argument('--cluster', metavar='ADDRESS', help='analyse on a Dask cluster: local:N starts N workers here, '
+                   'HOST:PORT uses a running scheduler (see the README); results are written here')
     s.add_argument('--no-progress', action='store_true')
     s = video_cmd('report', 'a report (notebook and HTML) on each video, run with papermill')
     s.add_argument('--title', default='How the audience felt')
@@ -451,9 +476,15 @@ def _run(a: argparse.Namespace) -> int | None:
     if a.command in ('analyze', 'report'):
         from fer_study.batch import video_files  # light: batch imports its heavy parts when it analyses
         settings, videos = video_settings_from_args(a), video_files(a.videos)  # checked before anything heavy loads
-    if a.command == 'analyze':
+    if a.command == 'analyze' and a.cluster:
+        if a.jobs != 1: raise ParamsError("--jobs and --cluster: give one (a cluster's workers are its jobs)")
+        from fer_study.cluster import analyze_on_cluster, parse_cluster  # Dask is imported only with --cluster
+        outcomes = analyze_on_cluster(videos, a.model, a.out, settings, parse_cluster(a.cluster), not a.no_progress,
+                                      a.truth)
+    elif a.command == 'analyze':
         from fer_study.batch import analyze_many
         outcomes = analyze_many(videos, a.model, a.out, settings, a.jobs, not a.no_progress, a.truth)
+    if a.command == 'analyze':
         from fer_study.video import format_summary
         for o in outcomes:
             if o.summary: print(format_summary(o.summary))
@@ -476,8 +507,8 @@ def _run(a: argparse.Namespace) -> int | None:
         info = run_pretrain(params, a.out, expressions)
         print(json.dumps({k: info[k] for k in ('what', 'task', 'train', 'val', 'probe', 'seconds')}))
     elif a.command == 'train':
-        if a.seed is None: run_seeds(params, a.init, a.loss, a.manifest, a.out, a.restart)
-        else: run_train(params, a.init, a.loss, a.manifest, a.out, a.seed, not a.no_progress, a.restart)
+        if a.seed is None: run_seeds(params, a.init, a.loss, a.manifest, a.out, a.restart, a.node_rank)
+        else: run_train(params, a.init, a.loss, a.manifest, a.out, a.seed, not a.no_progress, a.restart, a.node_rank)
     elif a.command == 'evaluate': print(json.dumps(run_evaluate(a.model_dir, a.manifest, a.out), indent=2))
     elif a.command == 'compare':
         from fer_study.evaluate import comparison_markdown

@@ -35,7 +35,7 @@ from .settings import DEVICES
 __all__ = ['LOSSES', 'OPTIMIZERS', 'SCHEDULES', 'PARAM_KEYS', 'TRAINER_FILES', 'TrainConfig', 'check_config', 'train_config',
            'check_subsets', 'load_subsets', 'data_fingerprint', 'make_optimizer', 'steps_per_epoch', 'one_cycle',
            'make_schedule', 'TrainingDiverged', 'train_epoch', 'evaluate_subset', 'remove_run', 'summarize', 'report',
-           'init_distributed', 'train']
+           'init_distributed', 'same_data_everywhere', 'from_lead', 'train']
 
 # %% ../nbs/06_train.ipynb #dd28769d
 LOSSES = {'dacl': None, 'softmax': 0.0}  # softmax = the same model trained with lambda = 0
@@ -67,6 +67,7 @@ class TrainConfig:
     device: str = 'auto'
     precision: str = 'auto'
     processes: int = 1  # DistributedDataParallel when > 1: BatchNorm then sees each process's shard
+    nodes: int = 1  # machines, each running `processes`: torchrun's world is processes x nodes
 
     @property
     def center_lamb(self) -> float:
@@ -79,7 +80,7 @@ PARAM_KEYS = dict(input_size='model.input_size', resize='model.resize', mean='no
                   lr='optim.lr', momentum='optim.momentum', weight_decay='optim.weight_decay',
                   step_size='optim.step_size', gamma='optim.gamma', warmup='optim.warmup', epochs='train.epochs',
                   batch_size='train.batch_size', device='train.device', precision='train.precision',
-                  processes='train.processes')
+                  processes='train.processes', nodes='train.nodes')
 
 # %% ../nbs/06_train.ipynb #5d0c7a12
 def _require(ok: bool, cfg: TrainConfig, name: str, must: str) -> None:
@@ -107,8 +108,10 @@ def check_config(cfg: TrainConfig) -> TrainConfig:
     _require(c.device in DEVICES, c, 'device', f'one of {list(DEVICES)}')
     _require(c.precision in TRAINING_PRECISIONS, c, 'precision', f'one of {list(TRAINING_PRECISIONS)}')
     _require(c.processes >= 1, c, 'processes', 'at least 1')
-    _require(c.batch_size >= 2 * c.processes, c, 'batch_size',
-             f"at least 2 x 'train.processes' = {2 * c.processes} (BatchNorm trains on 2 or more images per process)")
+    _require(c.nodes >= 1, c, 'nodes', 'at least 1')
+    world, times = c.processes * c.nodes, " x 'train.nodes'" if c.nodes > 1 else ''
+    _require(c.batch_size >= 2 * world, c, 'batch_size',
+             f"at least 2 x 'train.processes'{times} = {2 * world} (BatchNorm trains on 2 or more images per process)")
     return cfg
 
 # %% ../nbs/06_train.ipynb #5c20df12
@@ -255,6 +258,8 @@ def _config_dict(cfg: TrainConfig) -> dict:
     d = dataclasses.asdict(cfg)
     return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
+_CONFIG_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
+
 def _resume_state(out_dir: Path, cfg: TrainConfig, fingerprint: str) -> tuple[dict | None, str | None]:
     "(last.pt's state, None) to resume; (None, None) when there is none; (None, why) when it is another run."
     last = out_dir/'last.pt'
@@ -263,7 +268,7 @@ def _resume_state(out_dir: Path, cfg: TrainConfig, fingerprint: str) -> tuple[di
     if not {'config', 'history', 'criterion', 'optimizer', 'scheduler'} <= ckpt.keys():
         return None, 'holds no training state'
     if ckpt.get('data') != fingerprint: return None, 'was trained on other data'
-    saved, now = ckpt['config'], _config_dict(cfg)
+    saved, now = {**_CONFIG_DEFAULTS, **ckpt['config']}, _config_dict(cfg)  # a key newer than the save had its default
     longer = cfg.schedule == 'step'  # a one-cycle schedule spans its epochs: another count is another run
     keys = saved.keys() | now.keys()
     if diff := sorted(k for k in keys if (k != 'epochs' or not longer) and saved.get(k) != now.get(k)):
@@ -339,6 +344,21 @@ def init_distributed(device_name: str) -> tuple[int, int, torch.device]:
     if not dist.is_initialized(): dist.init_process_group('nccl' if device.type == 'cuda' else 'gloo')
     return dist.get_rank(), world, device
 
+# %% ../nbs/06_train.ipynb #4d117a9b
+def same_data_everywhere(fingerprint: str) -> None:
+    "Stop every process, saying so, unless all of them hold the data of `fingerprint`."
+    prints = [None] * dist.get_world_size()
+    dist.all_gather_object(prints, fingerprint)
+    if len(set(prints)) > 1:
+        raise DatasetError(f"the machines hold different data ({len(set(prints))} fingerprints among "
+                           f"{len(prints)} processes): give each the same data folder and manifest")
+
+def from_lead(*values):
+    "`values` as process 0 has them, in every process."
+    shared = list(values)
+    dist.broadcast_object_list(shared, src=0)
+    return tuple(shared)
+
 # %% ../nbs/06_train.ipynb #37e2963a
 def train(data: dict, cfg: TrainConfig, out_dir: str | Path, dataset: str = 'unknown', progress: bool = True,
           log_every: int = 10, face_template: list | None = None, restart: str | None = None) -> dict:
@@ -346,12 +366,14 @@ def train(data: dict, cfg: TrainConfig, out_dir: str | Path, dataset: str = 'unk
     out_dir = Path(out_dir)
     check_config(cfg)
     rank, world, device = init_distributed(cfg.device)
-    if world != cfg.processes:
-        raise ParamsError(f"params: 'train.processes' is {cfg.processes} but {world} processes were started "
-                          "(`fer-study train` starts them itself)")
+    if world != cfg.processes * cfg.nodes:
+        raise ParamsError(f"params: 'train.processes' x 'train.nodes' is {cfg.processes * cfg.nodes} but {world} "
+                          "processes were started (`fer-study train` starts them itself)")
     lead = rank == 0  # only the first process writes files and prints
     fingerprint = data_fingerprint(data)
-    state, why_not = _resume_state(out_dir, cfg, fingerprint)
+    if cfg.nodes > 1: same_data_everywhere(fingerprint)
+    state, why_not = _resume_state(out_dir, cfg, fingerprint) if lead or cfg.nodes == 1 else (None, None)
+    if cfg.nodes > 1: state, why_not = from_lead(state, why_not)  # only the first machine's folder counts
     if why_not and restart is None:
         raise FerStudyError(f"{out_dir}: holds another run (its last.pt {why_not}); train into a fresh --out "
                             "folder, or pass --restart to replace that run")

@@ -2,6 +2,7 @@
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -76,3 +77,37 @@ def test_killing_the_trainer_leaves_no_process_and_a_held_folder_refuses_a_secon
     trainer.wait()
     _, alive = psutil.wait_procs(workers, timeout=60)  # the kernel kills them as their parent dies
     assert not alive, f'workers outlived the killed trainer: {alive}'
+
+
+def test_two_machines_train_one_model_over_loopback(tmp_path):
+    "`train.nodes: 2`: two `fer-study train` launchers (node ranks 0 and 1) meet at the rendezvous; machine 0 writes."
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    launchers = []
+    for node in (0, 1):  # each "machine" with its own folder: its own params, data and run folder
+        home = tmp_path / f'node{node}'
+        home.mkdir()
+        params = load_params(ROOT / 'params.yaml')
+        params['data'].update(source='rafdb', root=str(home / 'rafdb'))
+        params['model'].update(input_size=32, resize=37)
+        params['train'].update(epochs=2, batch_size=8, device='cpu', processes=1, nodes=2,
+                               rendezvous=f'127.0.0.1:{port}')
+        (home / 'params.yaml').write_text(yaml.safe_dump(params))
+        write_fake_rafdb(home / 'rafdb', per_class=3, size=40)
+        run_data(params, home / 'data')
+        cmd = [str(Path(sys.executable).parent / 'fer-study'), 'train', '--params', str(home / 'params.yaml'),
+               '--init', 'scratch', '--loss', 'dacl', '--seed', '0', '--manifest', str(home / 'data' / 'manifest.csv'),
+               '--out', str(home / 'model'), '--no-progress', '--node-rank', str(node)]
+        launchers.append(subprocess.Popen(cmd, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                          env={**os.environ, 'OMP_NUM_THREADS': '1'}, start_new_session=True))
+    try: logs = [p.communicate(timeout=300)[0] for p in launchers]
+    finally:
+        for p in launchers:
+            if p.poll() is None: os.killpg(p.pid, signal.SIGKILL)
+    assert [p.returncode for p in launchers] == [0, 0], logs
+    summary = json.loads((tmp_path / 'node0' / 'model' / 'metrics.json').read_text())
+    assert summary['epochs'] == 2
+    assert read_checkpoint(tmp_path / 'node0' / 'model' / 'best.pt')['meta']['config']['nodes'] == 2
+    assert not (tmp_path / 'node1' / 'model' / 'best.pt').exists(), 'only the first machine writes the run'
+    assert logs[0].count('[>] Best Valid') == 1 and 'Best Valid' not in logs[1]
