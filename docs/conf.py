@@ -93,9 +93,13 @@ def nbdev_page(app, docname: str, source: list[str]) -> None:
     code = (''.join(c['source']) for c in nb['cells'] if c['cell_type'] == 'code')
     exp = next((m[1] for src in code if (m := DEFAULT_EXP.search(src))), None)
     cells = page_cells(nb['cells'], exp)
+    title = next((i for i, c in enumerate(cells) if c['cell_type'] == 'markdown' and c['source'][:2] == '# '), None)
+    if title is None:  # a warning fails the build, naming the notebook
+        from sphinx.util import logging  # here: the tests read this file's other functions without Sphinx
+        logging.getLogger(__name__).warning('no markdown cell starts with a "# " title', location=docname)
     if exp:  # under the title
-        title = next(i for i, c in enumerate(cells) if c['cell_type'] == 'markdown' and c['source'].startswith('# '))
-        cells.insert(title + 1, markdown_cell('api-link', f'Exports the module {{py:mod}}`fer_study.{exp}` (its API).'))
+        link = markdown_cell('api-link', f'Exports the module {{py:mod}}`fer_study.{exp}` (its API).')
+        cells.insert(0 if title is None else title + 1, link)
     if docname == 'index':
         src = Path(app.srcdir)
         cells += [toctree('Notebooks', sorted(p.stem for p in src.glob('[0-9]*.ipynb'))),

@@ -45,9 +45,9 @@ def page_of(nb: Path) -> Path:
 
 
 def shown_code_cells(nb: dict) -> int:
-    "Code cells nbdev's own site would show: some line that is not a directive, and no `#| hide`."
+    "Code cells whose code nbdev's own site would show: a line that is not a directive, no `#| hide` and the like."
     def shown(src):
-        return not re.search(r'^\s*#\|\s*hide\b', src, re.M) and any(
+        return not re.search(r'^\s*#\|\s*(hide\b|include:\s*false|echo:\s*false)', src, re.M) and any(
             line.strip() and not line.lstrip().startswith('#|') for line in src.splitlines())
     return sum(shown(''.join(c['source'])) for c in nb['cells'] if c['cell_type'] == 'code')
 
