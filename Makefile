@@ -76,3 +76,32 @@ readme: $(STAMP)
 
 clean-nbs: $(STAMP)
 	$(BIN)/nbdev_clean
+
+# The study as a site: every notebook of nbs/ as a page (as committed, not run) and the API reference from the
+# docstrings, in _site/ (open _site/index.html). Sphinx with MyST-NB and sphinx-autoapi (docs/conf.py), in a venv of
+# its own. Rebuilt only when what it is made of changed, by content (nbdev_export rewrites every module, so the files'
+# times say nothing). sphinx-autoapi writes its pages into the source folder (and MyST-NB its notebooks beside the
+# output folder), so the build reads a copy of nbs/ in _build/ and writes there; a build that fails (any warning fails
+# it) leaves the earlier site in place.
+DOCS_VENV := .venv-docs
+DOCS_STAMP := $(DOCS_VENV)/.installed
+SITE := _site
+DOCS_BUILD := _build
+DOCS_INPUTS = requirements-docs.txt docs/conf.py $(sort $(wildcard nbs/*.ipynb nbs/reports/*.ipynb fer_study/*.py))
+
+.PHONY: docs
+docs: $(DOCS_STAMP)
+	@sum="$$(sha256sum $(DOCS_INPUTS) | sha256sum)"; \
+	if [ "$$sum" = "$$(cat $(SITE)/.built 2>/dev/null)" ]; then echo "$(SITE)/ is up to date"; exit 0; fi; \
+	set -ex; rm -rf $(DOCS_BUILD) && mkdir -p $(DOCS_BUILD) && cp -a nbs $(DOCS_BUILD)/src; \
+	$(DOCS_VENV)/bin/sphinx-build -q -W --keep-going -b html -c docs -d $(DOCS_BUILD)/doctrees $(DOCS_BUILD)/src \
+		$(DOCS_BUILD)/site; \
+	echo "$$sum" > $(DOCS_BUILD)/site/.built; rm -rf $(SITE); mv $(DOCS_BUILD)/site $(SITE); rm -rf $(DOCS_BUILD)
+
+$(DOCS_STAMP): requirements-docs.txt
+	test -x $(DOCS_VENV)/bin/python || python3 -m venv $(DOCS_VENV)
+	$(DOCS_VENV)/bin/python -m pip install -q --disable-pip-version-check -r requirements-docs.txt
+	touch $(DOCS_STAMP)
+
+# `make test` looks at the site in Chromium (tests/test_docs.py).
+test: docs
