@@ -130,6 +130,16 @@ def finite_numbers(v, n: int = 3) -> bool:
     return isinstance(v, (list, tuple)) and len(v) == n and all(
         isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v)
 
+def _class_difference(classes: list[str]) -> str:
+    "How `classes` differ from the study's seven, in words."
+    unknown, missing = [c for c in classes if c not in CLASSES], [c for c in CLASSES if c not in classes]
+    if unknown or missing:
+        return '; '.join(filter(None, [unknown and f"has {reprlib.repr(unknown)}, which the study does not",
+                                       missing and f"lacks {', '.join(missing)}"]))
+    i = next(  # distinct names (checked first), none unknown and none missing: the seven, in another order
+        i for i, (a, b) in enumerate(zip(classes, CLASSES)) if a != b)
+    return f"has the seven in another order: {classes[i]!r} at position {i + 1}, where {CLASSES[i]!r} belongs"
+
 def check_meta(meta, path: str | Path) -> dict:
     "`meta` if it describes a model that can be rebuilt and fed, else an error naming `path` and the key."
     if not isinstance(meta, dict):
@@ -147,6 +157,9 @@ def check_meta(meta, path: str | Path) -> dict:
             ('std', finite_numbers(meta['std']) and min(meta['std']) > 0, '3 positive numbers')):
         if not ok:
             raise CheckpointError(f"{path}: checkpoint meta {key!r} is {reprlib.repr(meta[key])}, expected {expected}")
+    if list(classes) != list(CLASSES):
+        raise CheckpointError(f"{path}: checkpoint meta 'classes' {_class_difference(list(classes))}; a fer_study "
+                              f"checkpoint has the study's seven, in order: {', '.join(CLASSES)}")
     return meta
 
 # %% ../nbs/03_model.ipynb #6c1f0a05

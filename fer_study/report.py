@@ -187,8 +187,8 @@ def plain_summary(summary: dict, moments: pd.DataFrame | None = None) -> str:
     lines = [head + f"{people} {'person' if people == 1 else 'people'} seen in "
                     f"{summary['keyframes']['with_faces']} keyframes."]
     if ranked:
-        rest = ', '.join(f"{c} ({_pct(shares[c])})" for c in ranked[1:3])
-        lines.append(f"The faces looked mostly **{ranked[0]}** ({_pct(shares[ranked[0]])} of the time)"
+        rest = ', '.join(f"{md_escape(c)} ({_pct(shares[c])})" for c in ranked[1:3])  # names are data too
+        lines.append(f"The faces looked mostly **{md_escape(ranked[0])}** ({_pct(shares[ranked[0]])} of the time)"
                      + (f", then {rest}." if rest else '.'))
         lines.append(f"Positive expressions ({' or '.join(POSITIVE_CLASSES)}) made up "
                      f"**{_pct(summary['overall']['positive_share'])}** of the time.")

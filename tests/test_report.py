@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from fer_study.cli import main
+from fer_study.core import CLASSES
 from fer_study.synth import make_demo_video
 from fer_study.testing import demo_checkpoint
 
@@ -155,6 +157,21 @@ def test_report_files_have_the_mode_of_the_other_outputs(video_report):
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in video_report.iterdir()}
     assert modes == dict.fromkeys(modes, 0o666 & ~umask), modes
     assert {'report.ipynb', 'report.html', 'faces.csv'} <= set(modes)
+
+
+def test_a_checkpoint_whose_classes_are_not_the_seven_is_refused(inputs, tmp_path, capsys):
+    """Issue 19, class 14: class names reach the page, so a checkpoint carrying others is refused when loaded."""
+    import torch
+    d, video, ckpt = inputs
+    hostile = torch.load(ckpt, weights_only=True)
+    hostile['meta']['classes'][3] = IMG
+    torch.save(hostile, tmp_path / 'hostile.pt')
+    for command in ('report', 'analyze'):
+        assert main([command, str(video), '--model', str(tmp_path / 'hostile.pt'), '--out', str(tmp_path / 'out')]) == 2
+        assert capsys.readouterr().err == (
+            f"error: {tmp_path / 'hostile.pt'}: checkpoint meta 'classes' has ['{IMG}'], which the study does not; "
+            f"lacks Happiness; a fer_study checkpoint has the study's seven, in order: {', '.join(CLASSES)}\n")
+    assert not (tmp_path / 'out').exists()
 
 
 def test_user_text_in_the_page_is_text(blank_report):

@@ -120,7 +120,7 @@ def write(path, obj):
     (lambda p, sd, meta: write(p, {'model': sd, 'meta': {**meta, 'input_size': 64, 'resize': 73}}),
      "checkpoint 'model' entry 'attention.0.weight' is (3584, 512), but the meta's input_size 64"),
     (lambda p, sd, meta: write(p, {'model': sd, 'meta': {**meta, 'classes': ['calm', 'excited']}}),
-     "entry 'resnet.fc.weight' is (7, 512), but the meta's input_size 32 and 2 classes need (2, 512)"),
+     "checkpoint meta 'classes' has ['calm', 'excited'], which the study does not; lacks Surprise, Fear"),
 ])
 def test_a_file_that_is_not_a_usable_checkpoint_gets_one_line(tmp_path, make, message):
     path = make(tmp_path / 'best.pt', DACL(input_size=32).state_dict(), model_meta(32, 40, [0.5] * 3, [0.2] * 3))
