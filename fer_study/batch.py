@@ -12,7 +12,7 @@ from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from .core import FerStudyError, ParamsError
+from .core import FerStudyError, ParamsError, shown
 from .procs import worker_of
 from .settings import VideoSettings
 
@@ -66,9 +66,9 @@ class VideoOutcome:
     error: str | None = None
 
 def failure_message(video: Path, error: Exception) -> str:
-    "`<video>: <message>`, the video named once."
-    message = str(error)
-    return message if message.startswith(f'{video}:') else f'{video}: {message}'
+    "`<video>: <message>`, the video named once, shown (a name that is not UTF-8 has U+FFFD where it must)."
+    message, named = shown(str(error)), shown(f'{video}:')
+    return message if message.startswith(named) else f'{named} {message}'
 
 # %% ../nbs/10a_batch.ipynb #7290df39
 class VideoAnalyst:
@@ -159,8 +159,8 @@ def in_workers(videos: Sequence[Path], names: Sequence[str], processes: int, thr
 # %% ../nbs/10a_batch.ipynb #229025b4
 def analyze_many(videos: Sequence[str | Path], model_path: str | Path, out_dir: str | Path,
                  settings: VideoSettings = VideoSettings(), jobs: int = 1, progress: bool = True,
-                 truth: str | Path | None = None) -> list[VideoOutcome]:
-    "Analyse each video into `out_dir/<name>/`, `jobs` at a time, each failing alone; the outcomes, in order."
+                 truth: str | Path | None = None, name: str | None = None) -> list[VideoOutcome]:
+    "Analyse each video into its folder of `out_dir` (`name`: one video's), `jobs` at a time, each failing alone."
     videos, model_path, out_dir = [Path(v) for v in videos], Path(model_path), Path(out_dir)
     if not videos: raise FerStudyError("no video given")
     processes, threads = worker_plan(jobs, len(videos))
@@ -170,7 +170,8 @@ def analyze_many(videos: Sequence[str | Path], model_path: str | Path, out_dir: 
     from fer_study.truth import truth_files
     from fer_study.video import output_names
     inference_device(settings.device)
-    names, truths = output_names(videos), truth_files(videos, truth)  # `truth` for one video, else each one's own
+    names = output_names(videos, out_dir, name)
+    truths = truth_files(videos, truth)  # `truth` for one video, else each one's own
     if processes == 1:
         analyst = VideoAnalyst(model_path, out_dir, settings)
         return [analyst(v, name, t, progress) for v, name, t in zip(videos, names, truths)]

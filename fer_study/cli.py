@@ -16,7 +16,8 @@ import sys
 from pathlib import Path
 
 # torch, pandas, papermill and dvc load inside the commands that use them: `fer-study --help` answers at once
-from .core import CLASSES, FerStudyError, ParamsError, atomic_dir, get_param, load_params, write_text_atomic
+from .core import (CLASSES, FerStudyError, ParamsError, atomic_dir, folder_name, get_param, load_params,
+                            shown, write_text_atomic)
 from .live import add_live_command  # light: live imports its heavy parts when it runs
 from .procs import Terminated, run_command
 from .settings import add_truth_argument, add_video_arguments, video_settings_from_args
@@ -121,8 +122,9 @@ def study_inits(params: dict) -> dict[str, str]:
         inits = {i: i for i in inits}
     if not inits: raise ParamsError("params: 'study.inits' is empty: name at least one initialization")
     for name, init in inits.items():
-        if not (isinstance(name, str) and INIT_NAME.match(name)):
-            raise ParamsError(f"params: 'study.inits' has the name {name!r}: use letters, digits, '.', '_' and '-'")
+        if not (isinstance(name, str) and INIT_NAME.match(name) and folder_name(name) == name):
+            raise ParamsError(f"params: 'study.inits' has the name {name!r}: use letters, digits, '.', '_' and '-' "
+                              "(a folder name, at most 100 characters)")
         check_init(init, f'study.inits.{name}')
     return dict(inits)
 
@@ -454,6 +456,8 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument('--model', required=True, type=Path); s.add_argument('--out', required=True, type=Path)
         add_video_arguments(s)
         add_truth_argument(s)
+        s.add_argument('--name', help='the folder in --out for the one video given (default: its name, made a folder '
+                       "name; another video's results are never written over)")
         return s
     s = video_cmd('analyze', 'read the emotions in videos', epilog=ANALYZE_EPILOG)
     s.add_argument('--jobs', type=int, default=1, help='videos analysed at once, each in a process of its own with '
@@ -480,10 +484,10 @@ def _run(a: argparse.Namespace) -> int | None:
         if a.jobs != 1: raise ParamsError("--jobs and --cluster: give one (a cluster's workers are its jobs)")
         from fer_study.cluster import analyze_on_cluster, parse_cluster  # Dask is imported only with --cluster
         outcomes = analyze_on_cluster(videos, a.model, a.out, settings, parse_cluster(a.cluster), not a.no_progress,
-                                      a.truth)
+                                      a.truth, name=a.name)
     elif a.command == 'analyze':
         from fer_study.batch import analyze_many
-        outcomes = analyze_many(videos, a.model, a.out, settings, a.jobs, not a.no_progress, a.truth)
+        outcomes = analyze_many(videos, a.model, a.out, settings, a.jobs, not a.no_progress, a.truth, a.name)
     if a.command == 'analyze':
         from fer_study.video import format_summary
         for o in outcomes:
@@ -493,8 +497,8 @@ def _run(a: argparse.Namespace) -> int | None:
         return 2 if any(o.error for o in outcomes) else None
     if a.command == 'report':
         from fer_study.report import report_videos
-        for page in report_videos(videos, a.model, a.out, a.title, settings, a.truth, a.metrics):
-            print(f"[*] report: {page}")
+        for page in report_videos(videos, a.model, a.out, a.title, settings, a.truth, a.metrics, a.name):
+            print(f"[*] report: {shown(str(page))}")
         return
     params = load_params(a.params)
     if a.command == 'materialize': run_materialize(params, a.data)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 from .batch import VideoAnalyst, VideoOutcome, failure_message, usable_cpus
-from .core import FerStudyError, ParamsError, atomic_files
+from .core import FerStudyError, ParamsError, atomic_files, shown
 from .settings import VideoSettings
 
 # %% auto #0
@@ -153,12 +153,15 @@ def analyze_on_worker(video: FileRef, name: str, truth: FileRef | None, model: F
 # %% ../nbs/10c_cluster.ipynb #286e7b42
 def submitter_summary(summary: dict, video: Path, truth: Path | None, model: Path, folder: Path) -> dict:
     "A worker's summary with the paths the submitting machine knows: the video, truth, checkpoint and output files."
+    from fer_study.summary import source_record
     from fer_study.video import RESULT_FILES
     summary = json.loads(json.dumps(summary))
-    summary['video']['path'] = summary['keyframes']['path'] = str(video)
-    summary['model']['checkpoint'] = str(model)
-    if truth is not None and 'truth' in summary: summary['truth']['file'] = str(truth)
-    summary['outputs'] = dict(folder=str(folder), **{n.split('.')[0]: str(folder/n) for n in RESULT_FILES})
+    summary['video']['path'] = summary['keyframes']['path'] = shown(str(video))  # shown: valid UTF-8, as analyze's
+    summary['model']['checkpoint'] = shown(str(model))
+    if truth is not None and 'truth' in summary: summary['truth']['file'] = shown(str(truth))
+    outputs = dict(folder=str(folder), **{n.split('.')[0]: str(folder/n) for n in RESULT_FILES})
+    summary['outputs'] = {k: shown(v) for k, v in outputs.items()}
+    summary['source'] = source_record(video, folder)  # whose results these are: the file here, not the worker's copy
     return summary
 
 def save_result(result: ClusterResult, video: Path, name: str, truth: Path | None, model: Path,
@@ -200,8 +203,9 @@ def host_workers(client) -> dict[str, list[str]]:
 def analyze_on_cluster(videos: Sequence[str | Path], model_path: str | Path, out_dir: str | Path,
                        settings: VideoSettings = VideoSettings(), cluster: ClusterSpec = ClusterSpec(workers=1),
                        progress: bool = True, truth: str | Path | None = None,
-                       on_outcome: Callable[[int, VideoOutcome], None] | None = None) -> list[VideoOutcome]:
-    "Analyse the videos on a Dask cluster, largest first, written here into `out_dir/<name>/`; the outcomes, in order."
+                       on_outcome: Callable[[int, VideoOutcome], None] | None = None,
+                       name: str | None = None) -> list[VideoOutcome]:
+    "Analyse the videos on a Dask cluster, largest first, written here into their folders of `out_dir`; the outcomes."
     from distributed import as_completed
     from tqdm.auto import tqdm
     from fer_study.inference import inference_device
@@ -212,7 +216,7 @@ def analyze_on_cluster(videos: Sequence[str | Path], model_path: str | Path, out
     if not videos: raise FerStudyError("no video given")
     inference_device(settings.device)
     read_checkpoint(model_path)
-    names, truths = output_names(videos), truth_files(videos, truth)
+    names, truths = output_names(videos, out_dir, name), truth_files(videos, truth)  # as analyze names them
     model, seconds = file_ref(model_path, hashed=True), [video_seconds(v) for v in videos]
     refs = [(file_ref(v), n, t and file_ref(t)) for v, n, t in zip(videos, names, truths)]
     order = sorted(range(len(videos)), key=lambda i: -refs[i][0].size)  # the longest work starts first

@@ -21,9 +21,10 @@ import ffmpeg
 import numpy as np
 import torch
 
+from .core import shown
 from .faces import align_face, detect_faces, detect_near, face_detector, landmark_predictor
 from .inference import FaceInference
-from .keyframes import VideoError, _ffmpeg_error, ffmpeg_exe, output_size, probe_video
+from .keyframes import STAND_IN, VideoError, _ffmpeg_error, ffmpeg_args, ffmpeg_exe, output_size, probe_video
 from .procs import child_options
 from .rafdb import resize_face
 from .settings import SCENE_MIN_GAP, VideoSettings, detection_width
@@ -96,7 +97,7 @@ def chunk_command(path: str | Path, start: float, length: float | None, picks: l
                   scores_file: Path, frames_file: Path) -> list[str]:
     "FFmpeg arguments that score every frame of a stretch into `scores_file` and write the `picks` to `frames_file`."
     seek = dict(ss=f'{start:.3f}', t=f'{length:.3f}') if length is not None else {}
-    src = ffmpeg.input(f'file:{path}', **seek)['V:0']
+    src = ffmpeg.input(STAND_IN, **seek)['V:0']
     scored = src.filter('select', 'gte(scene,0)').filter('metadata', 'print', file=str(scores_file))
     outs = scored.output('-', format='null')
     if picks:
@@ -107,7 +108,8 @@ def chunk_command(path: str | Path, start: float, length: float | None, picks: l
                                     picked.output(str(frames_file), format='rawvideo', pix_fmt='rgb24',
                                                   fps_mode='passthrough', **{'frames:v': len(picks)}))
     flags = ['-noaccurate_seek'] if length is not None else []
-    return outs.compile(cmd=[ffmpeg_exe(), '-nostdin', '-hide_banner', '-nostats', '-v', 'error', *flags])
+    return ffmpeg_args(outs, [ffmpeg_exe(), '-nostdin', '-hide_banner', '-nostats', '-v', 'error', *flags],
+                       {STAND_IN: f'file:{path}'})
 
 # %% ../nbs/10b_estimate.ipynb #429bf8af
 def score_chunk(path: str | Path, start: float = 0.0, length: float | None = None, picks: list[int] = (0,),
@@ -321,7 +323,7 @@ def estimate_cost(path: str | Path, settings: VideoSettings, engine: FaceInferen
     gpu = engine.device.type == 'cuda'
     plan = lambda flags, s: plan_cost(flags, *predict_keyframes(sample, length, whole, s), length, decode, faces, gpu)
     now = plan(plan_label(settings), settings)
-    return CostEstimate(Path(path).name, duration, sampled, whole, now.flags, now.keyframes, now.searches,
+    return CostEstimate(shown(Path(path).name), duration, sampled, whole, now.flags, now.keyframes, now.searches,
                         faces.faces_per_frame, faces.detect_ms, faces.follow_ms, faces.align_ms + faces.classify_ms,
                         decode, now.predicted_seconds, now.realtime_factor,
                         [plan(f, s) for f, s in alternative_settings(settings)], time.perf_counter() - start)

@@ -13,7 +13,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, asdict
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Sequence
 
 import ffmpeg
 import imageio_ffmpeg
@@ -24,9 +24,9 @@ from .procs import child_options
 from .settings import VideoSettings
 
 # %% auto #0
-__all__ = ['VideoError', 'ffmpeg_exe', 'VideoInfo', 'parse_ffmpeg_header', 'check_video_file', 'probe_video', 'keyframe_expr',
-           'output_size', 'keyframe_command', 'Keyframe', 'KeyframeReport', 'KeyframeStream', 'select_keyframes',
-           'frames_at']
+__all__ = ['STAND_IN', 'VideoError', 'ffmpeg_exe', 'VideoInfo', 'parse_ffmpeg_header', 'check_video_file', 'probe_video',
+           'keyframe_expr', 'output_size', 'ffmpeg_args', 'keyframe_command', 'Keyframe', 'KeyframeReport',
+           'KeyframeStream', 'select_keyframes', 'frames_at']
 
 # %% ../nbs/08_keyframes.ipynb #adb8681b
 class VideoError(FerStudyError):
@@ -122,15 +122,23 @@ def output_size(width: int, height: int, max_width: int | None) -> tuple[int, in
     if not max_width or width <= max_width: return width, height
     return max_width - max_width % 2, max(2, round(height * max_width / width / 2) * 2)
 
+# %% ../nbs/08_keyframes.ipynb #4801e074
+STAND_IN = 'file:fer-study-input'  # the source in an ffmpeg-python graph; `ffmpeg_args` puts the real name back
+
+def ffmpeg_args(graph, cmd: Sequence[str], names: dict[str, str]) -> list[str]:
+    "FFmpeg's arguments for an ffmpeg-python `graph` built on stand-in names, each replaced by its real one in `names`."
+    return [names.get(a, a) for a in graph.compile(cmd=list(cmd))]
+
 # %% ../nbs/08_keyframes.ipynb #eae02349
 def keyframe_command(path: str | Path, expr: str, size: tuple[int, int], stats_fd: int) -> list[str]:
     "FFmpeg arguments that stream the selected frames of `path` as rgb24 at `size` to stdout."
-    stream = (ffmpeg.input(f'file:{path}')['V:0']
+    stream = (ffmpeg.input(STAND_IN)['V:0']
               .filter('select', expr)
               .filter('scale', size[0], size[1], flags='area'))
     out = stream.output('pipe:', format='rawvideo', pix_fmt='rgb24', fps_mode='passthrough', enc_time_base='demux',
                         an=None, sn=None, stats_enc_pre=f'pipe:{stats_fd}', stats_enc_pre_fmt='{ni} {ti}')
-    return out.compile(cmd=[ffmpeg_exe(), '-nostdin', '-hide_banner', '-nostats', '-v', 'verbose'])
+    return ffmpeg_args(out, [ffmpeg_exe(), '-nostdin', '-hide_banner', '-nostats', '-v', 'verbose'],
+                       {STAND_IN: f'file:{path}'})
 
 # %% ../nbs/08_keyframes.ipynb #7de52ead
 @dataclass

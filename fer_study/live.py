@@ -27,8 +27,9 @@ import numpy as np
 
 from fastcore.basics import patch
 
-from .core import FerStudyError, ParamsError, pick_device, writable_dir
-from .keyframes import Keyframe, VideoError, ffmpeg_exe, keyframe_expr, parse_ffmpeg_header
+from .core import FerStudyError, ParamsError, pick_device, shown, writable_dir
+from .keyframes import (STAND_IN, Keyframe, VideoError, ffmpeg_args, ffmpeg_exe, keyframe_expr,
+                                 parse_ffmpeg_header)
 from .procs import child_options, interruption, run_command, signal_status, stop_signals
 from .settings import VideoSettings, add_truth_argument, add_video_arguments, video_settings_from_args
 
@@ -68,11 +69,12 @@ def source_url(source: str, input_format: str | None = None) -> str:
 RECORDING = dict(vcodec='libx264', preset='veryfast', pix_fmt='yuv420p', force_key_frames='expr:gte(t,n_forced)',
                  flush_packets=1)
 FRAGMENTED = dict(movflags='+frag_keyframe+empty_moov+default_base_moof')
+_RECORD_STAND_IN = 'fer-study-recording'  # the recording in the graph: its real name need not be UTF-8
 
 def live_command(source: str, expr: str, input_format: str | None = None, options: dict | None = None,
                  realtime: bool = False, record: Path | None = None, max_width: int = 1920) -> list[str]:
     "FFmpeg arguments: `source`'s frames selected by `expr` as rgb24 on stdout, their stamps logged, a recording."
-    video = ffmpeg.input(source_url(source, input_format))['v:0']
+    video = ffmpeg.input(STAND_IN)['v:0']  # the source's name goes in by `ffmpeg_args`: it need not be UTF-8
     # passthrough: one frame out for each frame selected, never a duplicate, so stdout and the log stay in step
     frames = (video.filter('showinfo@every', checksum=0).filter('select', expr)
               .filter('scale', w=f'min(iw,{max_width})', h=-2, flags='area').filter('showinfo@sampled', checksum=0)
@@ -80,9 +82,10 @@ def live_command(source: str, expr: str, input_format: str | None = None, option
     outputs = [frames]
     if record:
         fragmented = FRAGMENTED if record.suffix.lower() in ('.mp4', '.mov', '.m4v') else {}
-        outputs.append(video.output(str(record), **RECORDING, **fragmented))
+        outputs.append(video.output(_RECORD_STAND_IN, **RECORDING, **fragmented))
     # -n: a recording never overwrites a file (its name is checked first); -v verbose: showinfo's lines and more
-    cmd = ffmpeg.merge_outputs(*outputs).compile(cmd=[ffmpeg_exe(), '-hide_banner', '-nostats', '-n', '-v', 'verbose'])
+    cmd = ffmpeg_args(ffmpeg.merge_outputs(*outputs), [ffmpeg_exe(), '-hide_banner', '-nostats', '-n', '-v', 'verbose'],
+                      {STAND_IN: source_url(source, input_format), _RECORD_STAND_IN: str(record)})
     given = [*(['-f', input_format] if input_format else []), *(['-re'] if realtime else []),
              *(a for k, v in (options or {}).items() for a in (f'-{k}', v))]  # as given: ffmpeg-python rewrites some
     i = cmd.index('-i')
@@ -552,8 +555,9 @@ def save_live(run, source: LiveSource, out_dir: Path, seconds: float, state: str
                      frames_decoded=source.frames_decoded, keyframes=len(kf_table), seconds=round(seconds, 3))
     summary = run.summary(table, kf_table, end, video, keyframes, out_dir, seconds, truth)
     p50, p95 = np.percentile(latencies, [50, 95]).round(3).tolist() if len(latencies) else (None, None)
-    summary['live'] = dict(source=source.source, state=state, sampled=source.sampled, analysed=len(run.keyframes),
-                           dropped=source.slot.dropped, latency_p50=p50, latency_p95=p95)
+    summary['live'] = dict(source=shown(source.source), state=state, sampled=source.sampled,
+                           analysed=len(run.keyframes), dropped=source.slot.dropped, latency_p50=p50,
+                           latency_p95=p95)
     check_summary(summary)
     write_results(out_dir, table, kf_table, summary)
     return summary
@@ -577,6 +581,10 @@ def check_live_args(args: argparse.Namespace) -> tuple[VideoSettings, dict]:
     check_record(args.record)
     check_jsonl(args.jsonl, args.jsonl_append)
     check_distinct(args.source, args.model, args.out, args.record, args.jsonl)
+    from fer_study.summary import source_record
+    from fer_study.video import others_results
+    if other := others_results(args.out, source_record(args.source, args.out)):  # an earlier session of it may go
+        raise FerStudyError(f"{args.out}: holds the results of {other}; give --out a folder of its own")
     return settings, options
 
 def run_live(args: argparse.Namespace) -> int:

@@ -16,7 +16,7 @@ import threading
 from pathlib import Path
 from typing import Callable
 
-from .core import FerStudyError
+from .core import FerStudyError, shown
 
 # %% auto #0
 __all__ = ['PR_SET_PDEATHSIG', 'EARLIER_KEPT', 'die_with_parent', 'child_options', 'Terminated', 'signal_status',
@@ -114,7 +114,7 @@ def run_command(command: Callable[[], int | None], after_stop: str = EARLIER_KEP
     try:
         with sigterm_unwinds(): return command() or 0
     except FerStudyError as e:
-        print(f'error: {e}', file=sys.stderr)
+        print(f'error: {shown(str(e))}', file=sys.stderr)  # a file name that is not UTF-8 shows as U+FFFD
         return 2
     except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM as `Terminated`
         signum = getattr(e, 'signum', signal.SIGINT)

@@ -29,7 +29,7 @@ from papermill.execute import raise_for_execution_errors
 
 import fer_study
 from .core import (CLASSES, EMOTION_COLORS, NEGATIVE_CLASSES, POSITIVE_CLASSES, FerStudyError, atomic_path,
-                            write_text_atomic)
+                            shown, write_text_atomic)
 from .procs import sigterm_unwinds
 from .settings import VideoSettings
 
@@ -79,7 +79,7 @@ _MARKDOWN_PUNCTUATION = re.compile('([' + re.escape(''.join(c for c in string.pu
 
 def md_escape(text) -> str:
     "Markdown that renders as `text` itself: no HTML, no markup, one line."
-    return _MARKDOWN_PUNCTUATION.sub(r'\\\1', html.escape(' '.join(str(text).splitlines()), quote=False))
+    return _MARKDOWN_PUNCTUATION.sub(r'\\\1', html.escape(' '.join(shown(str(text)).splitlines()), quote=False))
 
 # %% ../nbs/12_report.ipynb #c7a1c61d
 class _QuietKernel(AsyncKernelManager):
@@ -114,7 +114,7 @@ def run_report(template: str | Path, out_dir: str | Path, parameters: dict, titl
     with sigterm_unwinds():  # KeyboardInterrupt and SystemExit are not caught: the earlier report stays as it is
         try:
             nb, error = execute_template(template, parameters)
-            if error is None: text = notebook_html(nb, title)
+            if error is None: text = notebook_html(nb, shown(title))
         except DeadKernelError as e:
             raise ReportError(f"{template}: the kernel stopped before the report was complete "
                               f"(killed, or out of memory?); {kept}") from e
@@ -122,13 +122,14 @@ def run_report(template: str | Path, out_dir: str | Path, parameters: dict, titl
         if error is not None:
             where = f"{template.name} failed in cell [{error.exec_count}]: {error.ename}: {error.evalue}"
             if error.ename == 'KeyboardInterrupt': raise ReportError(f"{where}: the kernel was interrupted; {kept}")
-            with atomic_path(failed) as tmp: tmp.write_text(nbformat.writes(nb), encoding='utf-8')
+            with atomic_path(failed) as tmp: tmp.write_text(shown(nbformat.writes(nb)), encoding='utf-8')
             for p in (done, page): p.unlink(missing_ok=True)  # an earlier report must not pass for this run's
             trace = _ANSI.sub('', '\n'.join(error.traceback[-3:]))
             raise ReportError(f"{where}\n{trace}\nThe executed notebook, with the error, is {failed}")
         try:
             with atomic_path(done) as nb_tmp, atomic_path(page) as page_tmp:
-                nb_tmp.write_text(nbformat.writes(nb), encoding='utf-8'); page_tmp.write_text(text, encoding='utf-8')
+                nb_tmp.write_text(shown(nbformat.writes(nb)), encoding='utf-8')
+                page_tmp.write_text(shown(text), encoding='utf-8')
         except OSError as e: raise ReportError(f"{out_dir}: cannot write the report: {e}; {kept}") from e
         failed.unlink(missing_ok=True)
     return page
@@ -252,8 +253,9 @@ def draw_truth_shares(ax, truth: dict, classes: Sequence[str]) -> None:
 # %% ../nbs/12_report.ipynb #2abea79b
 def report_videos(videos: Sequence[str | Path], model: str | Path, out_dir: str | Path,
                   title: str = 'How the audience felt', settings: VideoSettings = VideoSettings(),
-                  truth: str | Path | None = None, metrics: str | Path | None = None) -> list[Path]:
-    "A video report per video into `out_dir/<stem>/`, read with `settings`; return the HTML pages."
+                  truth: str | Path | None = None, metrics: str | Path | None = None,
+                  name: str | None = None) -> list[Path]:
+    "A video report per video into its folder of `out_dir` (`name`: one video's), read with `settings`; the pages."
     from fer_study.model import read_checkpoint
     from fer_study.summary import read_summary, summary_metrics
     from fer_study.truth import truth_files
@@ -266,7 +268,8 @@ def report_videos(videos: Sequence[str | Path], model: str | Path, out_dir: str 
     announce_costs(videos, model, settings)  # the template analyses quietly: a long video's cost is said here
     template = template_path('video')
     common = dict(settings=settings.as_dict(), model=str(model), title=title)
-    with output_dirs(output_names(videos), out_dir) as dirs:  # writable before any video is read; empty ones it made go on failure
+    # writable before any video is read; empty ones it made go on failure
+    with output_dirs(output_names(videos, out_dir, name), out_dir) as dirs:
         pages = [run_report(template, d, dict(common, video=str(v), out=str(d), truth=t and str(t)),
                             title=f'{title}: {v.name}') for v, d, t in zip(videos, dirs, truths)]
     if metrics: write_text_atomic(metrics, json.dumps(summary_metrics(read_summary(dirs[0]/'summary.json')), indent=1))

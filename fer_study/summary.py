@@ -6,12 +6,13 @@
 __all__ = ['UNCERTAIN_TREATMENT', 'SCHEMA_VERSION', 'Shares', 'keyframe_spans', 'class_index', 'share_block', 'window_seconds',
            'summarize_faces', 'ShareBlock', 'ParticipantBlock', 'WindowBlock', 'UncertainBlock', 'FaceSummary',
            'VideoEntry', 'KeyframesEntry', 'SettingsEntry', 'InferenceEntry', 'TimingEntry', 'DetectionEntry',
-           'OutputsEntry', 'LiveEntry', 'TruthFaces', 'TruthAgreement', 'TruthBlock', 'VideoSummary', 'check_summary',
-           'read_summary', 'summary_metrics']
+           'OutputsEntry', 'SourceEntry', 'LiveEntry', 'TruthFaces', 'TruthAgreement', 'TruthBlock', 'VideoSummary',
+           'check_summary', 'source_record', 'same_source', 'recorded_source', 'read_summary', 'summary_metrics']
 
 # %% ../nbs/09a_summary.ipynb #91865039
 import json
 import math
+import os
 import typing
 from pathlib import Path
 from typing import Sequence, TypedDict
@@ -19,7 +20,7 @@ from typing import Sequence, TypedDict
 import numpy as np
 import pandas as pd
 
-from .core import POSITIVE_CLASSES, FerStudyError, ParamsError
+from .core import POSITIVE_CLASSES, FerStudyError, ParamsError, shown
 from .settings import VideoSettings, window_count
 
 # %% ../nbs/09a_summary.ipynb #063fb73e
@@ -121,7 +122,7 @@ def summarize_faces(table: pd.DataFrame, classes: Sequence[str], window: float =
                 windows=windows, window_seconds=window, uncertain=uncertain)
 
 # %% ../nbs/09a_summary.ipynb #ab706829
-SCHEMA_VERSION = 2  # 2: the `truth` block
+SCHEMA_VERSION = 3  # 2: the `truth` block; 3: the `source` block
 Shares = dict[str, float]  # class name -> share in [0, 1], in the checkpoint's class order
 
 class ShareBlock(TypedDict):
@@ -236,6 +237,13 @@ class OutputsEntry(TypedDict):
     keyframes: str
     summary: str
 
+class SourceEntry(TypedDict):
+    "Whose results these are: the file (or stream) read, and the name of the folder they are in (version 3)."
+    path: str                       # absolute for a file, as given for a stream; bytes that are not UTF-8 as U+FFFD
+    size: int | None                # a file's size and last change (ns): with the path, they tell another file's
+    mtime_ns: int | None            #   results of the same name from these, which a run never writes over
+    folder: str                     # the results' folder: a video's stem made safe (core.folder_name), -2, -3 if taken
+
 class LiveEntry(TypedDict):
     "A live run (`fer-study live`): the source, how it ended, frames sampled, analysed and dropped, update latency."
     source: str
@@ -288,6 +296,7 @@ class VideoSummary(FaceSummary):
     faces_found: bool
     timing: TimingEntry
     outputs: OutputsEntry
+    source: SourceEntry             # version 3
     message: typing.NotRequired[str]
     note: typing.NotRequired[str]
     live: typing.NotRequired[LiveEntry]
@@ -315,6 +324,30 @@ def check_summary(obj, kind: type = VideoSummary, where: str = 'summary') -> Non
         elif typing.get_origin(t) in (dict, list) and _typed_dict(typing.get_args(t)[-1]):
             for k, v in (value.items() if isinstance(value, dict) else enumerate(value)):
                 check_summary(v, typing.get_args(t)[-1], f'{where}.{key}[{k!r}]')
+
+# %% ../nbs/09a_summary.ipynb #f21e5ca7
+def source_record(source: str | Path, folder: str | Path) -> SourceEntry:
+    "The `source` block of results in `folder` read from `source`: a file by absolute path, size and last change."
+    try: stat = os.stat(source) if Path(source).is_file() else None
+    except OSError: stat = None
+    return dict(path=shown(os.path.abspath(source) if stat else str(source)), size=stat and stat.st_size,
+                mtime_ns=stat and stat.st_mtime_ns, folder=shown(Path(folder).name))
+
+def same_source(a: dict, b: dict) -> bool:
+    "Whether two `source` blocks name one source: the same path, or a file of the same size and last change."
+    return a.get('path') == b.get('path') or (a.get('size') is not None and
+                                              (a.get('size'), a.get('mtime_ns')) == (b.get('size'), b.get('mtime_ns')))
+
+def recorded_source(path: str | Path) -> dict | None:
+    "The `source` block of the summary at `path` (an older summary: its video's path), None where it names none."
+    try: obj = json.loads(Path(path).read_text())
+    except (OSError, ValueError): return None
+    if not isinstance(obj, dict): return None
+    if isinstance(obj.get('source'), dict): return obj['source']
+    video = obj.get('video')
+    if isinstance(video, dict) and isinstance(video.get('path'), str):
+        return dict(path=shown(os.path.abspath(video['path'])), size=None, mtime_ns=None)
+    return None
 
 # %% ../nbs/09a_summary.ipynb #c2fa2254
 def read_summary(path: str | Path) -> VideoSummary:

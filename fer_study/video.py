@@ -5,6 +5,7 @@
 # %% ../nbs/10_video.ipynb #007cf22e
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import time
@@ -12,14 +13,15 @@ from collections import defaultdict, deque
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .core import POSITIVE_CLASSES, FerStudyError, ParamsError, atomic_files, writable_dir
+from .core import (POSITIVE_CLASSES, FerStudyError, ParamsError, atomic_files, folder_name, shown,
+                            writable_dir)
 from .estimate import announce_cost, should_estimate
 from .faces import Face, FaceFinder, align_face
 from .inference import FaceInference, inference_device
@@ -27,14 +29,15 @@ from .keyframes import Keyframe, KeyframeReport, probe_video, select_keyframes
 from .model import load_model
 from .rafdb import resize_face
 from .settings import VideoSettings, window_count
-from .summary import SCHEMA_VERSION, VideoSummary, check_summary, keyframe_spans, read_summary, summarize_faces
+from .summary import (SCHEMA_VERSION, VideoSummary, check_summary, keyframe_spans, read_summary,
+                               recorded_source, same_source, source_record, summarize_faces)
 from .truth import VideoTruth, load_truth, truth_block, truth_files
 
 # %% auto #0
 __all__ = ['BOX_COLUMNS', 'LANDMARK_COLUMNS', 'RESULT_FILES', 'SYNTHETIC_NOTE', 'MIN_FRAME_SIDE', 'StageTimer', 'table_columns',
            'face_record', 'label_probs', 'FaceClassifier', 'video_end', 'write_results', 'face_alignment',
-           'KeyframeAnalysis', 'analyze_video', 'output_names', 'check_videos', 'output_dirs', 'load_engine',
-           'analyze_videos', 'announce_costs', 'format_summary']
+           'KeyframeAnalysis', 'analyze_video', 'others_results', 'output_names', 'check_videos', 'output_dirs',
+           'load_engine', 'analyze_videos', 'announce_costs', 'format_summary']
 
 # %% ../nbs/10_video.ipynb #9df988e8
 class StageTimer:
@@ -151,19 +154,20 @@ SYNTHETIC_NOTE = ("This model was trained on the synthetic face set (fer_study.s
 
 # %% ../nbs/10_video.ipynb #7c48b5f9
 def _json_safe(x):
-    "`x` with NaN and infinities as None and NumPy scalars as Python numbers, ready for strict JSON."
-    if isinstance(x, dict): return {str(k): _json_safe(v) for k, v in x.items()}
+    "`x` with NaN and infinities as None, NumPy scalars as Python numbers and text shown (valid UTF-8): strict JSON."
+    if isinstance(x, dict): return {shown(str(k)): _json_safe(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)): return [_json_safe(v) for v in x]
     if isinstance(x, np.generic): x = x.item()
     if isinstance(x, float) and not math.isfinite(x): return None
-    if isinstance(x, (str, int, float, bool)) or x is None: return x
-    return str(x)
+    if isinstance(x, str): return shown(x)  # a name whose bytes are not UTF-8 has lone surrogates in Python
+    if isinstance(x, (int, float, bool)) or x is None: return x
+    return shown(str(x))
 
 class KeyframeAnalysis:
     "Per-keyframe half of an analysis, fed a keyframe at a time (file or live source): faces found, tracked, queued."
     def __init__(self, name: str, model: torch.nn.Module | FaceInference, meta: dict, settings: VideoSettings,
                  background: bool = False):
-        self.name, self.meta, self.settings, s = name, meta, settings, settings
+        self.name, self.meta, self.settings, s = shown(name), meta, settings, settings  # the table's `video`
         self.template, self.alignment = face_alignment(meta)
         self.timer, self.finder = StageTimer(), FaceFinder(s)
         self.classifier = FaceClassifier(model, meta, s.conf_threshold, background, device=s.device,
@@ -214,6 +218,7 @@ class KeyframeAnalysis:
                                  overlapped=self.classifier.worker is not None,
                                  model_seconds=round(self.classifier.busy, 3))
         summary['outputs'] = dict(folder=str(out_dir), **{n.split('.')[0]: str(out_dir/n) for n in RESULT_FILES})
+        summary['source'] = source_record(video['path'], out_dir)  # whose results the folder holds
         summary = _json_safe(summary)
         check_summary(summary)  # what is written is what VideoSummary defines, key for key
         return summary
@@ -222,7 +227,7 @@ class KeyframeAnalysis:
 def analyze_video(path: str | Path, model: torch.nn.Module | FaceInference, meta: dict, out_dir: str | Path,
                   settings: VideoSettings = VideoSettings(), progress: bool = True,
                   truth: str | Path | None = None) -> VideoSummary:
-    "Analyse one video, scored against the `truth` file if given; write faces.csv, keyframes.csv, summary.json."
+    "Analyse one video, scored against `truth` if given; faces.csv, keyframes.csv, summary.json into `out_dir`."
     s = settings
     path, out_dir, start = Path(path), writable_dir(out_dir), time.perf_counter()
     stream = select_keyframes(path, s.threshold, s.fps, s.min_gap)
@@ -233,7 +238,7 @@ def analyze_video(path: str | Path, model: torch.nn.Module | FaceInference, meta
     total = stream.info.duration if math.isfinite(stream.info.duration) else None
     frames = iter(stream)
     try:
-        with tqdm(total=total and round(total, 1), unit='s', desc=path.name, disable=not progress,
+        with tqdm(total=total and round(total, 1), unit='s', desc=shown(path.name), disable=not progress,
                   leave=False) as bar:
             while True:
                 with run.timer('decode+select'): kf = next(frames, None)
@@ -249,14 +254,42 @@ def analyze_video(path: str | Path, model: torch.nn.Module | FaceInference, meta
     return summary
 
 # %% ../nbs/10_video.ipynb #c5c72ddf
-def output_names(videos: Sequence[str | Path]) -> list[str]:
-    "A distinct folder name per video: its stem, with -2, -3, ... for repeats."
-    names, used = [], set()
-    for v in videos:
-        stem, k = Path(v).stem or 'video', 1
-        name = stem
-        while name in used: k += 1; name = f'{stem}-{k}'
-        used.add(name); names.append(name)
+def others_results(folder: Path, source: dict) -> str | None:
+    "Whose results `folder` holds if they are not `source`'s (a path, or what is there); None: free for `source`."
+    if folder.exists() and not folder.is_dir(): return 'a file, not a folder'
+    found = [n for n in RESULT_FILES if (folder/n).exists()]
+    if not found: return None
+    recorded = recorded_source(folder/'summary.json')
+    if recorded is not None and same_source(recorded, source): return None
+    return recorded['path'] if recorded else f"{', '.join(found)} that do not say whose they are"
+
+def _owned(folder: Path, source: dict) -> bool:
+    recorded = recorded_source(folder/'summary.json')
+    return recorded is not None and same_source(recorded, source)
+
+def _candidates(video: str | Path) -> Iterator[str]:
+    "A video's folder names in the order they are tried: its stem made safe, then with -2, -3, ..."
+    base = folder_name(Path(video).stem)
+    yield base
+    yield from (f'{base}-{k}' for k in itertools.count(2))
+
+def output_names(videos: Sequence[str | Path], out_dir: str | Path, name: str | None = None) -> list[str]:
+    "A folder in `out_dir` per video: the one holding its results, else its safe stem (-2, -3, ...) free of others'."
+    out, sources = Path(out_dir), [source_record(v, '.') for v in videos]
+    if name is not None:
+        if len(videos) != 1: raise ParamsError(f"--name {shown(name)!r} names one video's folder, not {len(videos)}")
+        if folder_name(name) != name:
+            raise ParamsError(f"--name {shown(name)!r} is not a folder name (it could be {folder_name(name)!r})")
+        if other := others_results(out/name, sources[0]):
+            raise FerStudyError(f"{out/name}: holds the results of {other}; give another --name, or move that folder")
+        return [name]
+    names = [None] * len(videos)
+    for i, (v, source) in enumerate(zip(videos, sources)):  # first, each video that has a folder goes back to it
+        for n in itertools.takewhile(lambda n: (out/n).exists(), _candidates(v)):
+            if n not in names and _owned(out/n, source): names[i] = n; break
+    for i, (v, source) in enumerate(zip(videos, sources)):
+        if names[i] is None:
+            names[i] = next(n for n in _candidates(v) if n not in names and others_results(out/n, source) is None)
     return names
 
 # %% ../nbs/10_video.ipynb #3e08eaec
@@ -301,11 +334,11 @@ def load_engine(model_path: str | Path, settings: VideoSettings = VideoSettings(
 def analyze_videos(videos: Sequence[str | Path], model_path: str | Path, out_dir: str | Path,
                    settings: VideoSettings = VideoSettings(), progress: bool = True,
                    truth: str | Path | None = None) -> list[VideoSummary]:
-    "Analyse each video with the checkpoint at `model_path` (loaded once) into `out_dir/<stem>/`; return the summaries."
+    "Analyse each video with the checkpoint at `model_path` (loaded once) into its folder of `out_dir`; the summaries."
     truths = truth_files(videos, truth)  # `truth` for one video, else each video's own beside it
     videos = check_videos(videos, settings, truths)
     engine, meta = load_engine(model_path, settings)
-    with output_dirs(output_names(videos), out_dir) as dirs:
+    with output_dirs(output_names(videos, out_dir), out_dir) as dirs:
         return [analyze_video(v, engine, meta, d, settings, progress, t) for v, d, t in zip(videos, dirs, truths)]
 
 # %% ../nbs/10_video.ipynb #b85a5556

@@ -40,6 +40,8 @@ def test_a_cluster_reads_exactly_what_one_process_reads(calls, capsys):
         summary = json.loads((d / 'cl' / v.stem / 'summary.json').read_text())
         assert summary['video']['path'] == str(v) and summary['model']['checkpoint'] == str(model)
         assert summary['outputs']['folder'] == str(d / 'cl' / v.stem)  # the submitter's paths, not a worker's
+        one_summary = json.loads((d / 'one' / v.stem / 'summary.json').read_text())
+        assert summary['source'] == one_summary['source'] and summary['source']['path'] == str(v)  # whose they are
 
 
 def test_a_worker_killed_mid_run_costs_only_a_redo(calls):

@@ -12,11 +12,12 @@ from pathlib import Path
 
 import nbformat
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
 from fer_study.cli import main
-from fer_study.core import CLASSES
+from fer_study.core import CLASSES, folder_name
 from fer_study.synth import make_demo_video
 from fer_study.testing import demo_checkpoint
 
@@ -140,7 +141,7 @@ def blank_report(inputs):
     blank = make_test_video(d / f'{IMG}.mp4', 'color=c=gray:s=320x240:r=25:d=1')
     r = fer_study('report', blank, '--model', ckpt, '--out', d / 'blank', '--title', SCRIPT)
     assert r.returncode == 0, r.stderr[-3000:]
-    return d / 'blank' / IMG
+    return d / 'blank' / folder_name(IMG)  # a name from outside made one folder name (no '<', '>')
 
 
 def test_a_video_without_faces_gives_a_report_that_says_so(blank_report):
@@ -172,6 +173,25 @@ def test_a_checkpoint_whose_classes_are_not_the_seven_is_refused(inputs, tmp_pat
             f"error: {tmp_path / 'hostile.pt'}: checkpoint meta 'classes' has ['{IMG}'], which the study does not; "
             f"lacks Happiness; a fer_study checkpoint has the study's seven, in order: {', '.join(CLASSES)}\n")
     assert not (tmp_path / 'out').exists()
+
+
+def test_a_file_name_that_is_not_utf8_is_analysed_written_and_reported(inputs, tmp_path):
+    """Issue 19, class 9: a Latin-1 name is read by its own bytes and shown with U+FFFD in text, JSON and the page."""
+    d, video, ckpt = inputs
+    latin1 = os.fsencode(tmp_path) + b'/caf\xe9.mp4'
+    shutil.copyfile(video, latin1)
+    env = {**ENV, 'LC_ALL': 'C.UTF-8'}  # a UTF-8 terminal: printing an undecodable name used to raise
+    for command, out in (('analyze', tmp_path / 'analyzed'), ('report', tmp_path / 'reported')):
+        r = subprocess.run([BIN / 'fer-study', command, latin1, '--model', ckpt, '--out', out, '--fps', '1',
+                            '--precision', 'fp32'], capture_output=True, env=env)
+        assert r.returncode == 0, r.stderr.decode(errors='replace')[-3000:]
+        assert 'caf\ufffd' in r.stdout.decode('utf-8')
+        folder = out / 'caf\ufffd'
+        summary = json.loads((folder / 'summary.json').read_text(encoding='utf-8'))
+        assert (summary['video']['name'], summary['source']['folder']) == ('caf\ufffd.mp4', 'caf\ufffd')
+        assert summary['faces'] > 0 and set(pd.read_csv(folder / 'faces.csv').video) == {'caf\ufffd.mp4'}
+    page = (tmp_path / 'reported' / 'caf\ufffd' / 'report.html').read_bytes().decode('utf-8')
+    assert '<title>How the audience felt: caf\ufffd.mp4</title>' in page and '<strong>caf\ufffd.mp4</strong>' in page
 
 
 def test_user_text_in_the_page_is_text(blank_report):

@@ -2,6 +2,7 @@
 import json
 import re
 import resource
+import shutil
 import subprocess
 
 import pandas as pd
@@ -245,3 +246,54 @@ def test_a_truth_that_cannot_score_the_video_is_one_line_naming_the_files(files,
     err = capsys.readouterr().err
     assert err.startswith(f'error: {message}') and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / 'out').exists(), 'nothing written'
+
+
+FAST = ['--fps', '1', '--no-progress']
+
+
+def test_names_that_would_climb_out_of_out_stay_inside_it(files, tmp_path, capsys):
+    """Issue 19, class 4: a video's name becomes a folder inside --out, whatever it is; the summary maps the two."""
+    d, ckpt = files
+    src, place = tmp_path / 'src', tmp_path / 'place'
+    src.mkdir(), place.mkdir()
+    names = {'...mp4': '__', '..mp4': '_', '\x1b[2Jclear.mp4': '_[2Jclear', 'x' * 200 + '.mp4': 'x' * 100}
+    for name in names: shutil.copy(d / 'blank.mp4', src / name)
+    for n in ('faces.csv', 'keyframes.csv', 'summary.json'): (place / n).write_text('mine')  # the parent of --out
+    out = place / 'out'
+    assert main(['analyze', *(str(src / n) for n in names), '--model', str(ckpt), '--out', str(out), *FAST]) == 0
+    assert sorted(p.name for p in place.iterdir()) == ['faces.csv', 'keyframes.csv', 'out', 'summary.json']
+    assert all((place / n).read_text() == 'mine' for n in ('faces.csv', 'keyframes.csv', 'summary.json'))
+    assert sorted(p.name for p in out.iterdir()) == sorted(names.values())
+    for name, folder in names.items():
+        summary = json.loads((out / folder / 'summary.json').read_text())
+        assert (summary['video']['name'], summary['source']['folder']) == (name, folder)  # the mapping, both ways
+    capsys.readouterr()
+    for command in ('analyze', 'report'):  # a name given for the folder must be one already (the DVC stage's key)
+        argv = [command, str(src / '...mp4'), '--model', str(ckpt), '--out', str(tmp_path / 'o'), '--name', '..']
+        assert main(argv) == 2
+        assert capsys.readouterr().err == "error: --name '..' is not a folder name (it could be '__')\n"
+    assert not (tmp_path / 'o').exists()
+
+
+def test_a_later_run_never_writes_over_another_videos_results(files, tmp_path, capsys):
+    """Issue 19, class 5: a folder holds one source's results; another video of the same name gets its own."""
+    d, ckpt = files
+    a, b, out = tmp_path / 'a' / 'talk.mp4', tmp_path / 'b' / 'talk.mp4', tmp_path / 'out'
+    for video, clip in ((a, 'blank.mp4'), (b, 'clip.mp4')):
+        video.parent.mkdir()
+        shutil.copy(d / clip, video)
+    analyze = lambda *args: main(['analyze', *map(str, args), '--model', str(ckpt), '--out', str(out), *FAST])
+    source = lambda folder: json.loads((out / folder / 'summary.json').read_text())['source']['path']
+    assert analyze(a) == 0
+    kept = {p.name: p.read_bytes() for p in (out / 'talk').iterdir()}
+    assert analyze(b) == 0  # a later run: talk/ is a's, so b's results go to talk-2/
+    assert {p.name: p.read_bytes() for p in (out / 'talk').iterdir()} == kept
+    assert (source('talk'), source('talk-2')) == (str(a), str(b))
+    assert analyze(b, a) == 0  # both again, in the other order: each back to its own folder, nothing new
+    assert sorted(p.name for p in out.iterdir()) == ['talk', 'talk-2']
+    assert (source('talk'), source('talk-2')) == (str(a), str(b))
+    capsys.readouterr()
+    assert analyze(b, '--name', 'talk') == 2  # a folder named for it that holds another's results: refused
+    assert capsys.readouterr().err == (f"error: {out / 'talk'}: holds the results of {a}; give another --name, "
+                                       "or move that folder\n")
+    assert source('talk') == str(a)
