@@ -360,13 +360,14 @@ def run_evaluate(model_dir: str | Path, manifest: str | Path, out_dir: str | Pat
 # %% ../nbs/11_cli.ipynb #3b9c2f8b
 def collect_curves(model_runs: dict[str, dict[int, Path]], out_dir: Path) -> None:
     "Copy each run's dvclive learning curves under `out_dir/<variant>/seed<k>/` (one folder `dvc plots` can draw)."
-    if out_dir.exists(): shutil.rmtree(out_dir)
-    for variant, runs in model_runs.items():
-        for seed, run in runs.items():
-            for tsv in (run/'live'/'plots'/'metrics').rglob('*.tsv'):
-                dest = out_dir/variant/f'seed{seed}'/tsv.relative_to(run/'live'/'plots'/'metrics')
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(tsv, dest)
+    if out_dir.exists(): shutil.rmtree(out_dir)  # compare's own copies: made again whole below
+    with atomic_dir(out_dir) as tmp:  # a full disk is one line and leaves no half set
+        for variant, runs in model_runs.items():
+            for seed, run in runs.items():
+                for tsv in (run/'live'/'plots'/'metrics').rglob('*.tsv'):
+                    dest = tmp/variant/f'seed{seed}'/tsv.relative_to(run/'live'/'plots'/'metrics')
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(tsv, dest)
 
 def init_labels(study: Study, weights_dir: str | Path = 'outputs/weights') -> dict[str, str]:
     "What each variant's initialization is, where its weights record says (a checkpoint's sidecar, ImageNet)."

@@ -6,11 +6,14 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import random
 import re
 import shutil
+import signal
 import tempfile
+import threading
 import unicodedata
 from pathlib import Path
 from typing import Sequence
@@ -20,9 +23,10 @@ import yaml
 
 # %% auto #0
 __all__ = ['CLASSES', 'POSITIVE_CLASSES', 'NEGATIVE_CLASSES', 'EMOTION_COLORS', 'IN_TEST', 'TRAINING_PRECISIONS',
-           'FOLDER_NAME_BYTES', 'raf_id_to_index', 'FerStudyError', 'DatasetError', 'ParamsError', 'load_params',
-           'get_param', 'seed_everything', 'pick_device', 'cpu_has_bf16', 'uses_bf16', 'shown', 'folder_name',
-           'atomic_path', 'write_text_atomic', 'atomic_files', 'atomic_dir', 'writable_dir']
+           'FOLDER_NAME_BYTES', 'WRITE_ERRORS', 'raf_id_to_index', 'FerStudyError', 'DatasetError', 'ParamsError',
+           'load_params', 'get_param', 'seed_everything', 'pick_device', 'cpu_has_bf16', 'uses_bf16', 'shown',
+           'folder_name', 'atomic_path', 'write_text_atomic', 'staged_files', 'atomic_files', 'atomic_dir',
+           'writable_dir']
 
 # %% ../nbs/00_core.ipynb #da9c9298
 CLASSES: tuple[str, ...] = ('Surprise', 'Fear', 'Disgust', 'Happiness', 'Sadness', 'Anger', 'Neutral')
@@ -137,18 +141,32 @@ def folder_name(name: str | bytes, fallback: str = 'video') -> str:
 
 # %% ../nbs/00_core.ipynb #df90a699
 _UMASK = os.umask(0); os.umask(_UMASK)
+WRITE_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG})
+_STAGE_PREFIX = '.staged.'
+
+def _cannot_write(folder: Path, what: str, e: OSError) -> FerStudyError:
+    "The one line for a failed write: the folder (a staging folder's own), what, why, and that nothing changed."
+    folder = folder.parent if folder.name.startswith(_STAGE_PREFIX) else folder
+    return FerStudyError(f"{folder}: cannot write {what} there ({e.strerror or e}); nothing there was changed")
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path):
     "Yield a temporary path beside `path`; move it onto `path` only if the block succeeds."
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
+    except OSError as e: raise _cannot_write(path.parent, path.name, e) from None
     os.close(fd)
     try:
-        yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file the mode a plain open() would
-        os.replace(tmp, path)
+        try: yield Path(tmp)
+        except OSError as e:
+            if e.errno not in WRITE_ERRORS: raise
+            raise _cannot_write(path.parent, path.name, e) from None
+        try:
+            os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file the mode a plain open() would
+            os.replace(tmp, path)
+        except OSError as e: raise _cannot_write(path.parent, path.name, e) from None
     finally:
         if os.path.exists(tmp): os.unlink(tmp)
 
@@ -157,12 +175,51 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     with atomic_path(path) as tmp: Path(tmp).write_text(text)
     return Path(path)
 
+
 # %% ../nbs/00_core.ipynb #4b7f4ee0
 @contextlib.contextmanager
+def _signals_held():
+    "Ctrl-C and SIGTERM wait until the block has run, then act (main thread; other threads are never interrupted)."
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught, held = [], [s for s in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(s) is not None]
+    old = {s: signal.signal(s, lambda signum, frame: caught.append(signum)) for s in held}
+    try: yield
+    finally:
+        for s, handler in old.items(): signal.signal(s, handler)
+        for s in caught: signal.raise_signal(s)
+
+def _replace_together(folder: Path, files: Sequence[Path]) -> None:
+    "Move `files` into `folder`, each onto its namesake there, with Ctrl-C and SIGTERM held until all have moved."
+    for f in files:
+        if (folder/f.name).is_dir() and not (folder/f.name).is_symlink():
+            raise FerStudyError(f"{folder/f.name}: is a folder, so {f.name} cannot be written; "
+                                "nothing there was changed")
+    with _signals_held():
+        for f in files: os.replace(f, folder/f.name)
+
+@contextlib.contextmanager
+def staged_files(folder: str | Path, what: str = 'the results'):
+    "Yield a hidden folder in `folder`; its files replace their namesakes in `folder` together if the block succeeds."
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(dir=folder, prefix=_STAGE_PREFIX, suffix='.tmp'))
+    except OSError as e: raise _cannot_write(folder, what, e) from None
+    try:
+        try: yield stage
+        except OSError as e:
+            if e.errno not in WRITE_ERRORS: raise
+            raise _cannot_write(folder, what, e) from None
+        _replace_together(folder, sorted(stage.iterdir()))
+    finally: shutil.rmtree(stage, ignore_errors=True)
+
+@contextlib.contextmanager
 def atomic_files(folder: str | Path, names: Sequence[str]):
-    "Yield {name: temporary path} in `folder`; move each onto `folder/name` only if the block succeeds."
-    with contextlib.ExitStack() as stack:  # an error in the block reaches every atomic_path: none is moved
-        yield {n: stack.enter_context(atomic_path(Path(folder)/n)) for n in names}
+    "Yield {name: temporary path} for files of `folder`; they replace `folder/name` together if the block succeeds."
+    with staged_files(folder, ', '.join(names)) as stage: yield {n: stage/n for n in names}
+
 
 # %% ../nbs/00_core.ipynb #03bd04b8
 @contextlib.contextmanager
@@ -176,7 +233,10 @@ def atomic_dir(path: str | Path):
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp'))
     try:
         tmp.chmod(0o777 & ~_UMASK)  # mkdtemp makes a private folder; the result is an ordinary one
-        yield tmp
+        try: yield tmp
+        except OSError as e:
+            if e.errno not in WRITE_ERRORS: raise
+            raise _cannot_write(path.parent, path.name, e) from None
         if empty: path.rmdir()
         os.rename(tmp, path)
     finally:

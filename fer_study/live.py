@@ -27,7 +27,7 @@ import numpy as np
 
 from fastcore.basics import patch
 
-from .core import FerStudyError, ParamsError, pick_device, shown, writable_dir
+from .core import WRITE_ERRORS, FerStudyError, ParamsError, pick_device, shown, writable_dir
 from .keyframes import (STAND_IN, Keyframe, VideoError, ffmpeg_args, ffmpeg_exe, keyframe_expr,
                                  parse_ffmpeg_header)
 from .procs import child_options, interruption, run_command, signal_status, stop_signals
@@ -473,14 +473,27 @@ def jsonl_sink(target: str | None, append: bool = False):
         yield lambda obj: None
         return
     written = 0
-    try: f = sys.stdout if target == '-' else open(target, 'a' if append else 'x', encoding='utf-8')
+    try: f = sys.stdout if target == '-' else open(target, 'ab' if append else 'xb', buffering=0)
     except FileExistsError: raise FerStudyError(f"{target}: exists already; --jsonl never replaces a file") from None
     except OSError as e: raise FerStudyError(f"{target}: cannot write the JSON lines there ({e.strerror})") from None
-    made = not append and f is not sys.stdout
+    made, failed = not append and f is not sys.stdout, []
     def write(obj: dict) -> None:
         nonlocal written
-        f.write(json.dumps(obj, allow_nan=False) + '\n')
-        f.flush()
+        line = json.dumps(obj, allow_nan=False) + '\n'
+        if f is sys.stdout: f.write(line); f.flush()
+        elif failed: return
+        else:
+            end, data = f.seek(0, os.SEEK_END) if f.seekable() else None, line.encode()  # a pipe cannot seek
+            try:
+                while data: data = data[f.write(data):]
+            except OSError as e:  # a full disk: the lines stop, whole; the session goes on and saves its tables
+                if e.errno not in WRITE_ERRORS: raise
+                failed.append(e)
+                if end is not None:
+                    with contextlib.suppress(OSError): f.truncate(end)  # no half line at the end
+                print(f"[!] {target}: cannot write the JSON lines there ({e.strerror}); they stop here, the session "
+                      "goes on", file=sys.stderr)
+                return
         written += 1
     try: yield write
     except BaseException:

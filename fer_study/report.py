@@ -29,7 +29,7 @@ from papermill.execute import raise_for_execution_errors
 
 import fer_study
 from .core import (CLASSES, EMOTION_COLORS, NEGATIVE_CLASSES, POSITIVE_CLASSES, FerStudyError, atomic_path,
-                            shown, write_text_atomic)
+                            shown, staged_files, write_text_atomic)
 from .procs import sigterm_unwinds
 from .settings import VideoSettings
 
@@ -105,15 +105,24 @@ class ReportError(FerStudyError):
 
 _ANSI = re.compile(r'\x1b\[[0-9;]*[A-Za-z]')
 
+def _input_errors() -> set[str]:
+    "The names of `FerStudyError` and its subclasses: raised in a template, the input is at fault, not the template."
+    todo, names = [FerStudyError], set()
+    while todo: names.add((c := todo.pop()).__name__); todo += c.__subclasses__()
+    return names
+
 def run_report(template: str | Path, out_dir: str | Path, parameters: dict, title: str = 'Report',
-               name: str = 'report') -> Path:
-    "Run `template`; write `name`.ipynb and `name`.html into `out_dir` when every cell ran; return the page."
+               name: str = 'report', staging: str | None = None) -> Path:
+    "Run `template`; write `name`.ipynb and `name`.html (with the files of its `staging` folder) when every cell ran."
     template, out_dir = Path(template), Path(out_dir)
     done, page, failed = (out_dir/f'{name}{s}' for s in ('.ipynb', '.html', '.failed.ipynb'))
     kept = f"the earlier {page.name}, if any, is kept"
-    with sigterm_unwinds():  # KeyboardInterrupt and SystemExit are not caught: the earlier report stays as it is
+    what = f"{done.name}, {page.name}" + (" and the template's files" if staging else '')
+    # KeyboardInterrupt and SystemExit are not caught: the earlier report stays as it is, the staging folder goes
+    with sigterm_unwinds(), staged_files(out_dir, what) as stage:
+        stage.rmdir()  # only named until a file is written: killed while the kernel runs, the run leaves nothing
         try:
-            nb, error = execute_template(template, parameters)
+            nb, error = execute_template(template, {**parameters, staging: str(stage)} if staging else parameters)
             if error is None: text = notebook_html(nb, shown(title))
         except DeadKernelError as e:
             raise ReportError(f"{template}: the kernel stopped before the report was complete "
@@ -122,16 +131,15 @@ def run_report(template: str | Path, out_dir: str | Path, parameters: dict, titl
         if error is not None:
             where = f"{template.name} failed in cell [{error.exec_count}]: {error.ename}: {error.evalue}"
             if error.ename == 'KeyboardInterrupt': raise ReportError(f"{where}: the kernel was interrupted; {kept}")
+            if error.ename in _input_errors(): raise ReportError(f"{shown(error.evalue)}; {kept}")
             with atomic_path(failed) as tmp: tmp.write_text(shown(nbformat.writes(nb)), encoding='utf-8')
             for p in (done, page): p.unlink(missing_ok=True)  # an earlier report must not pass for this run's
             trace = _ANSI.sub('', '\n'.join(error.traceback[-3:]))
             raise ReportError(f"{where}\n{trace}\nThe executed notebook, with the error, is {failed}")
-        try:
-            with atomic_path(done) as nb_tmp, atomic_path(page) as page_tmp:
-                nb_tmp.write_text(shown(nbformat.writes(nb)), encoding='utf-8')
-                page_tmp.write_text(shown(text), encoding='utf-8')
-        except OSError as e: raise ReportError(f"{out_dir}: cannot write the report: {e}; {kept}") from e
-        failed.unlink(missing_ok=True)
+        stage.mkdir(exist_ok=True)  # the template may have made it already, with its files
+        (stage/done.name).write_text(shown(nbformat.writes(nb)), encoding='utf-8')
+        (stage/page.name).write_text(shown(text), encoding='utf-8')
+    failed.unlink(missing_ok=True)
     return page
 
 # %% ../nbs/12_report.ipynb #9efbbb87
@@ -268,10 +276,10 @@ def report_videos(videos: Sequence[str | Path], model: str | Path, out_dir: str 
     announce_costs(videos, model, settings)  # the template analyses quietly: a long video's cost is said here
     template = template_path('video')
     common = dict(settings=settings.as_dict(), model=str(model), title=title)
-    # writable before any video is read; empty ones it made go on failure
+    # writable before any video is read; empty ones it made go on failure; the tables come with the page
     with output_dirs(output_names(videos, out_dir, name), out_dir) as dirs:
         pages = [run_report(template, d, dict(common, video=str(v), out=str(d), truth=t and str(t)),
-                            title=f'{title}: {v.name}') for v, d, t in zip(videos, dirs, truths)]
+                            title=f'{title}: {v.name}', staging='staging') for v, d, t in zip(videos, dirs, truths)]
     if metrics: write_text_atomic(metrics, json.dumps(summary_metrics(read_summary(dirs[0]/'summary.json')), indent=1))
     return pages
 

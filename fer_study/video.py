@@ -226,7 +226,7 @@ class KeyframeAnalysis:
 # %% ../nbs/10_video.ipynb #7ec96479
 def analyze_video(path: str | Path, model: torch.nn.Module | FaceInference, meta: dict, out_dir: str | Path,
                   settings: VideoSettings = VideoSettings(), progress: bool = True,
-                  truth: str | Path | None = None) -> VideoSummary:
+                  truth: str | Path | None = None, staging: str | Path | None = None) -> VideoSummary:
     "Analyse one video, scored against `truth` if given; faces.csv, keyframes.csv, summary.json into `out_dir`."
     s = settings
     path, out_dir, start = Path(path), writable_dir(out_dir), time.perf_counter()
@@ -250,7 +250,7 @@ def analyze_video(path: str | Path, model: torch.nn.Module | FaceInference, meta
     finally: run.classifier.close()
     video = dict(path=str(path), name=path.name, **{k: v for k, v in vars(stream.info).items() if k != 'path'})
     summary = run.summary(table, kf_table, end, video, report.as_dict(), out_dir, time.perf_counter() - start, truth)
-    write_results(out_dir, table, kf_table, summary)
+    write_results(Path(staging) if staging else out_dir, table, kf_table, summary)
     return summary
 
 # %% ../nbs/10_video.ipynb #c5c72ddf

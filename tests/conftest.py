@@ -1,7 +1,8 @@
 """What several test files share: the process table, to check that no process outlives the command that started it;
-headless Chromium driven through its DevTools protocol."""
+headless Chromium driven through its DevTools protocol; a small disk to fill up."""
 import contextlib
 import itertools
+import os
 import re
 import shutil
 import signal
@@ -123,3 +124,18 @@ class Tab:
             if 'exceptionDetails' not in answer.get('result', {'exceptionDetails': answer.get('error')}):
                 return answer['result']['result'].get('value')
         pytest.fail(f'the page never answered: {answer}')
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    "A tmpfs of 8 MiB of its own (`.path`; mounting needs root, else the test is skipped) and `.fill(leave)`."
+    disk = tmp_path / 'disk'
+    disk.mkdir()
+    r = subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=8m', 'tmpfs', str(disk)], capture_output=True, text=True)
+    if r.returncode: pytest.skip(f'a small file system to fill needs `mount` as root: {r.stderr.strip()}')
+    def fill(leave: int) -> None:
+        "Fill the disk with one hidden file until `leave` bytes are free."
+        st = os.statvfs(disk)
+        (disk / '.filler').write_bytes(bytes(st.f_bavail * st.f_frsize - leave))
+    try: yield SimpleNamespace(path=disk, fill=fill)
+    finally: subprocess.run(['umount', '-l', str(disk)], check=True)

@@ -160,6 +160,20 @@ def test_report_files_have_the_mode_of_the_other_outputs(video_report):
     assert {'report.ipynb', 'report.html', 'faces.csv'} <= set(modes)
 
 
+def test_a_report_that_cannot_be_written_leaves_the_earlier_set_whole(inputs, blank_report, small_disk):
+    """Issue 19, class 10, on a real full disk: a rerun (--fps 1) whose page does not fit changes none of the set."""
+    d, _, ckpt = inputs
+    out = small_disk.path / 'out'
+    shutil.copytree(blank_report, out / blank_report.name)  # the earlier report and its tables, the same video's
+    before = files(out)
+    small_disk.fill(64 * 1024)  # the new tables fit; the page does not
+    r = fer_study('report', d / f'{IMG}.mp4', '--model', ckpt, '--out', out, '--fps', 1, '--precision', 'fp32')
+    assert r.returncode == 2, r.stderr[-3000:]
+    assert r.stderr == (f"error: {out / blank_report.name}: cannot write report.ipynb, report.html and the template's "
+                        "files there (No space left on device); nothing there was changed\n"), r.stderr[-3000:]
+    assert files(out) == before, 'the tables and the page are one set: all as before'
+
+
 def test_a_checkpoint_whose_classes_are_not_the_seven_is_refused(inputs, tmp_path, capsys):
     """Issue 19, class 14: class names reach the page, so a checkpoint carrying others is refused when loaded."""
     import torch

@@ -1,5 +1,7 @@
 """Video analysis on bad input: each a clear FerStudyError naming the file, and nothing left that looks complete."""
+import errno
 import json
+import os
 import re
 import resource
 import shutil
@@ -297,3 +299,32 @@ def test_a_later_run_never_writes_over_another_videos_results(files, tmp_path, c
     assert capsys.readouterr().err == (f"error: {out / 'talk'}: holds the results of {a}; give another --name, "
                                        "or move that folder\n")
     assert source('talk') == str(a)
+
+
+def test_a_full_disk_is_one_line_per_video_and_the_next_is_still_tried(files, small_disk, capsys):
+    """Issue 19, class 8, on a real full disk (a small tmpfs): exit 2, each video named, nothing half-written."""
+    d, ckpt = files
+    videos, out = [d / 'blank.mp4', d / 'clip.mp4'], small_disk.path / 'out'
+    small_disk.fill(8192)  # two pages: room for a table or two, never for the whole set
+    assert main(['analyze', *map(str, videos), '--model', str(ckpt), '--out', str(out), *FAST]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: {v}: {out / v.stem}: cannot write faces.csv, keyframes.csv, summary.json there (No space left on "
+        "device); nothing there was changed" for v in videos]
+    assert leftovers(out) == []
+
+
+def test_every_kind_of_write_error_is_one_line_and_the_next_video_is_still_tried(files, tmp_path, capsys, monkeypatch):
+    """Issue 19, class 8, the other write errors (over quota, read-only, I/O), raised where the tables are written."""
+    d, ckpt = files
+    videos, out = [d / 'blank.mp4', d / 'clip.mp4', d / 'demo.mp4'], tmp_path / 'out'
+    codes = [errno.EDQUOT, errno.EROFS, errno.EIO]
+    failures = iter(codes)
+    def disk_fails(self, *args, **kw):
+        code = next(failures)
+        raise OSError(code, os.strerror(code))
+    monkeypatch.setattr(pd.DataFrame, 'to_csv', disk_fails)
+    assert main(['analyze', *map(str, videos), '--model', str(ckpt), '--out', str(out), *FAST]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: {v}: {out / v.stem}: cannot write faces.csv, keyframes.csv, summary.json there ({os.strerror(c)}); "
+        "nothing there was changed" for v, c in zip(videos, codes)]
+    assert leftovers(out) == []
