@@ -18,7 +18,7 @@ DEFAULT_BATCH = {'cpu': 64, 'cuda': 256}  # faces per forward pass, by device ty
 SCENE_MIN_GAP = 0.5  # seconds: scene-change keyframes at most two a second unless asked otherwise (see below)
 
 # %% auto #0
-__all__ = ['DEVICES', 'PRECISIONS', 'DEFAULT_BATCH', 'SCENE_MIN_GAP', 'HOG_FACE', 'MAX_WINDOWS', 'VideoSettings',
+__all__ = ['DEVICES', 'PRECISIONS', 'DEFAULT_BATCH', 'SCENE_MIN_GAP', 'HOG_FACE', 'MAX_WINDOWS', 'yes_no', 'VideoSettings',
            'check_video_settings', 'detection_width', 'window_count', 'add_video_arguments', 'video_settings_from_args',
            'add_truth_argument']
 
@@ -26,6 +26,12 @@ __all__ = ['DEVICES', 'PRECISIONS', 'DEFAULT_BATCH', 'SCENE_MIN_GAP', 'HOG_FACE'
 def _setting(default, help: str, **arg):
     "A field with its command-line help and, in `arg`, what else argparse needs (type, choices; float by default)."
     return dataclasses.field(default=default, metadata={'help': help, 'arg': {'type': float, **arg}})
+
+def yes_no(text: str) -> bool:
+    "A command-line truth value: true/false, yes/no, 1/0 (how DVC writes a boolean parameter into a command)."
+    value = {'true': True, 'yes': True, '1': True, 'false': False, 'no': False, '0': False}.get(str(text).lower())
+    if value is None: raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return value
 
 @dataclasses.dataclass(frozen=True)
 class VideoSettings:
@@ -49,6 +55,10 @@ class VideoSettings:
                               type=str, choices=PRECISIONS)
     batch_size: int | None = _setting(None, 'faces per forward pass (default: '
                                       f"{DEFAULT_BATCH['cpu']} on the CPU, {DEFAULT_BATCH['cuda']} on a GPU)", type=int)
+    classify_all: bool = _setting(False, "classify every face at every keyframe, as the seed study (default: only the "
+                                  "faces that changed since their last reading, see changes)", type=yes_no, nargs='?',
+                                  const=True, metavar='true|false')
+    refresh: float = _setting(5.0, 'seconds after which a face that did not change is classified again')
 
     def __post_init__(self):
         if self.min_gap is None: object.__setattr__(self, 'min_gap', SCENE_MIN_GAP if self.fps is None else 0.0)
@@ -85,6 +95,9 @@ def check_video_settings(s: VideoSettings) -> None:
         if getattr(s, name) not in allowed:
             raise ParamsError(f"{_flag(name)} must be one of {', '.join(allowed)}, got {getattr(s, name)!r}")
     _number(s, 'batch_size', lambda v: v >= 1 and v == int(v), 'a whole number of faces, at least 1', optional=True)
+    if not isinstance(s.classify_all, bool):
+        raise ParamsError(f"{_flag('classify_all')} must be true or false, got {s.classify_all!r}")
+    _number(s, 'refresh', lambda v: v > 0, 'a positive, finite number of seconds')
 
 # %% ../nbs/07a_settings.ipynb #1d307ac0
 HOG_FACE = 80  # pixels: the face box height from which dlib's HOG detector finds faces reliably

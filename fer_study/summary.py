@@ -5,9 +5,10 @@
 # %% auto #0
 __all__ = ['UNCERTAIN_TREATMENT', 'SCHEMA_VERSION', 'Shares', 'keyframe_spans', 'class_index', 'share_block', 'window_seconds',
            'summarize_faces', 'ShareBlock', 'ParticipantBlock', 'WindowBlock', 'UncertainBlock', 'FaceSummary',
-           'VideoEntry', 'KeyframesEntry', 'SettingsEntry', 'InferenceEntry', 'TimingEntry', 'DetectionEntry',
-           'OutputsEntry', 'SourceEntry', 'LiveEntry', 'TruthFaces', 'TruthAgreement', 'TruthBlock', 'VideoSummary',
-           'check_summary', 'source_record', 'same_source', 'recorded_source', 'read_summary', 'summary_metrics']
+           'VideoEntry', 'KeyframesEntry', 'SettingsEntry', 'ReadingsEntry', 'InferenceEntry', 'TimingEntry',
+           'DetectionEntry', 'OutputsEntry', 'SourceEntry', 'LiveEntry', 'TruthFaces', 'TruthAgreement', 'TruthBlock',
+           'VideoSummary', 'check_summary', 'source_record', 'same_source', 'recorded_source', 'read_summary',
+           'summary_metrics']
 
 # %% ../nbs/09a_summary.ipynb #91865039
 import json
@@ -122,7 +123,7 @@ def summarize_faces(table: pd.DataFrame, classes: Sequence[str], window: float =
                 windows=windows, window_seconds=window, uncertain=uncertain)
 
 # %% ../nbs/09a_summary.ipynb #ab706829
-SCHEMA_VERSION = 3  # 2: the `truth` block; 3: the `source` block
+SCHEMA_VERSION = 4  # 2: the `truth` block; 3: the `source` block; 4: a row may reuse an earlier reading (`readings`)
 Shares = dict[str, float]  # class name -> share in [0, 1], in the checkpoint's class order
 
 class ShareBlock(TypedDict):
@@ -206,6 +207,17 @@ class SettingsEntry(TypedDict):
     batch_size: typing.NotRequired[int | None]
     min_face_height: typing.NotRequired[float]   # new with the automatic detection size and face following
     detect_every: typing.NotRequired[float]
+    classify_all: typing.NotRequired[bool]       # new in version 3 with changed-only reading (see changes)
+    refresh: typing.NotRequired[float]
+
+class ReadingsEntry(TypedDict):
+    "How many of the rows were classified and how many reused an earlier reading of their participant (see changes)."
+    classify_all: bool              # every face classified (the seed study's reading)
+    computed: int                   # rows whose face was classified
+    reused: int                     # rows that took the probabilities of their participant's last classified face
+    reasons: dict[str, int] | None  # computed rows by why (new, returned, refresh, moved, landmarks, changed)
+    threshold: float | None         # grey levels of difference between signatures below which a reading is reused
+    refresh: float | None           # seconds after which a reading is computed anyway
 
 class InferenceEntry(TypedDict):
     "Where and how the faces were classified (see inference): what ran, not what was asked."
@@ -303,6 +315,7 @@ class VideoSummary(FaceSummary):
     inference: typing.NotRequired[InferenceEntry]
     detection: typing.NotRequired[DetectionEntry]
     truth: typing.NotRequired[TruthBlock]   # when the video has a ground truth (version 2)
+    readings: typing.NotRequired[ReadingsEntry]  # version 3: every summary analyze_video writes has it
 
 # %% ../nbs/09a_summary.ipynb #b0896db3
 def _typed_dict(t) -> type | None:

@@ -20,6 +20,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from .changes import ChangeDetector
 from .core import (POSITIVE_CLASSES, FerStudyError, ParamsError, atomic_files, folder_name, shown,
                             writable_dir)
 from .estimate import announce_cost, should_estimate
@@ -57,7 +58,7 @@ LANDMARK_COLUMNS = [f'lm{i}_{axis}' for i in range(5) for axis in 'xy']
 def table_columns(classes: Sequence[str]) -> list[str]:
     "Columns of the per-face table, in order."
     return ['video', 'time', 'frame', 'span', 'participant', *BOX_COLUMNS, *LANDMARK_COLUMNS, *classes,
-            'label', 'confidence', 'uncertain']
+            'label', 'confidence', 'uncertain', 'reused', 'source_frame']
 
 # %% ../nbs/10_video.ipynb #20a64ad2
 def face_record(video: str, frame: int, t: float, face: Face) -> dict:
@@ -83,37 +84,59 @@ class FaceClassifier:
         self.model = model if isinstance(model, FaceInference) else FaceInference(model, meta, **inference)
         self.meta, self.conf_threshold, self.busy = meta, conf_threshold, 0.0
         self.rows, self.pending, self.crops, self.running = [], [], [], deque()
+        self.waiting, self.read, self.added = deque(), {}, 0  # faces not yet in `rows`; computed rows by face number
         self.worker = ThreadPoolExecutor(1, thread_name_prefix='classify') if background else None
 
-    def add(self, record: dict, crop: np.ndarray):
-        "Queue one face; send the queue to be classified once it holds a full batch."
-        self.pending.append(record)
+    def add(self, record: dict, crop: np.ndarray | None = None, reuse: int | None = None) -> int:
+        "Queue one face, or with `reuse` take the reading of the earlier face of that number; the face's number."
+        n, self.added = self.added, self.added + 1
+        if reuse is not None and not 0 <= reuse < n: raise ValueError(f"face {n} cannot reuse face {reuse}")
+        self.waiting.append((n, record, reuse))
+        if reuse is not None: self._release(); return n
+        self.pending.append((n, record))
         self.crops.append(resize_face(crop, self.meta['resize']))
         if len(self.crops) >= self.model.batch_size: self.submit()
+        return n
 
     def submit(self):
         "Send the queued faces to be classified: to the thread if there is one (at most two batches in flight), else now."
         if not self.crops: return
-        records, images, self.pending, self.crops = self.pending, torch.stack(self.crops), [], []
-        if self.worker is None: self.rows.extend(self._classify(records, images)); return
-        while len(self.running) >= 2: self.rows.extend(self.running.popleft().result())
-        self.running.append(self.worker.submit(self._classify, records, images))
+        faces, images, self.pending, self.crops = self.pending, torch.stack(self.crops), [], []
+        if self.worker is None: self._release(self._classify(faces, images)); return
+        while len(self.running) >= 2: self._release(self.running.popleft().result())
+        self.running.append(self.worker.submit(self._classify, faces, images))
 
     def flush(self):
         "Classify every queued face and wait until all are in `rows`."
         self.submit()
-        while self.running: self.rows.extend(self.running.popleft().result())
+        while self.running: self._release(self.running.popleft().result())
+
+    def _release(self, computed: list[tuple[int, dict]] = ()):
+        "Keep computed rows by face number; move every face whose reading is known to `rows`, in the order added."
+        self.read.update(computed)
+        while self.waiting:
+            n, record, reuse = self.waiting[0]
+            source = self.read.get(n if reuse is None else reuse)
+            if source is None: return
+            self.waiting.popleft()
+            if reuse is not None:
+                self.read[n] = source
+                reading = {k: source[k] for k in (*self.meta['classes'], 'label', 'confidence', 'uncertain')}
+                source = {**record, **reading, 'reused': True, 'source_frame': source['source_frame']}
+            self.rows.append(source)
 
     def close(self):
         "Stop the thread (after the batch it is on)."
         if self.worker: self.worker.shutdown(cancel_futures=True)
 
-    def _classify(self, records: list[dict], images: torch.Tensor) -> list[dict]:
+    def _classify(self, faces: list[tuple[int, dict]], images: torch.Tensor) -> list[tuple[int, dict]]:
         start, classes = time.perf_counter(), self.meta['classes']
         probs = self.model(images).numpy().astype(np.float64)
         labels, conf, uncertain = label_probs(probs, classes, self.conf_threshold)
-        rows = [{**rec, **dict(zip(classes, np.round(p, 6).tolist())), 'label': lab, 'confidence': round(float(c), 6),
-                 'uncertain': bool(u)} for rec, p, lab, c, u in zip(records, probs, labels, conf, uncertain)]
+        rows = [(n, {**rec, **dict(zip(classes, np.round(p, 6).tolist())), 'label': lab,
+                     'confidence': round(float(c), 6), 'uncertain': bool(u), 'reused': False,
+                     'source_frame': rec.get('frame')})
+                for (n, rec), p, lab, c, u in zip(faces, probs, labels, conf, uncertain)]
         self.busy += time.perf_counter() - start
         return rows
 
@@ -172,6 +195,8 @@ class KeyframeAnalysis:
         self.timer, self.finder = StageTimer(), FaceFinder(s)
         self.classifier = FaceClassifier(model, meta, s.conf_threshold, background, device=s.device,
                                          precision=s.precision, batch_size=s.batch_size)
+        self.changes = None if s.classify_all else ChangeDetector(refresh=s.refresh)
+        self.reading_of: dict[int, int] = {}  # participant -> number of its last classified face
         self.keyframes = []
 
     def add(self, kf: Keyframe) -> list[Face]:
@@ -181,8 +206,12 @@ class KeyframeAnalysis:
             faces = [Face(box, score, *align_face(kf.image, box, template=self.template), track=participant)
                      for box, score, participant in found]
         self.keyframes.append(dict(time=round(kf.time, 4), frame=kf.index, faces=len(faces)))
+        with self.timer('compare'): changed = self.changes(faces, kf.time) if self.changes else [True] * len(faces)
         with self.timer('classify'):
-            for f in faces: self.classifier.add(face_record(self.name, kf.index, kf.time, f), f.crop)
+            for f, why in zip(faces, changed):
+                n = self.classifier.add(face_record(self.name, kf.index, kf.time, f), f.crop,
+                                        None if why else self.reading_of[f.track])
+                if why: self.reading_of[f.track] = n
         return faces
 
     def tables(self, end: float) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -195,6 +224,13 @@ class KeyframeAnalysis:
         table.insert(3, 'span', table['frame'].map(dict(zip(kf_table['frame'], kf_table['span']))).astype(float))
         return table, kf_table
 
+    def readings(self, table: pd.DataFrame) -> dict:
+        "The summary's `readings`: rows computed and reused, why they were computed, the detector's bounds."
+        reused, c = int(table['reused'].astype(bool).sum()), self.changes
+        return dict(classify_all=c is None, computed=len(table) - reused, reused=reused,
+                    reasons={k: v for k, v in c.counts.items() if k != 'reused'} if c else None,
+                    threshold=c.threshold if c else None, refresh=c.refresh if c else None)
+
     def summary(self, table: pd.DataFrame, kf_table: pd.DataFrame, end: float, video: dict, keyframes: dict,
                 out_dir: Path, seconds: float, truth: VideoTruth | None = None) -> VideoSummary:
         "The `VideoSummary` of the tables, with what describes the video, its keyframe pass, the run and the `truth`."
@@ -203,7 +239,7 @@ class KeyframeAnalysis:
                        keyframes=dict(keyframes, with_faces=int((kf_table['faces'] > 0).sum())),
                        settings=dict(s.as_dict(), keyframe_mode=s.keyframe_mode), alignment=self.alignment,
                        model=dict(self.meta), inference=self.classifier.model.record(), detection=self.finder.stats,
-                       faces_found=bool(len(table)),
+                       readings=self.readings(table), faces_found=bool(len(table)),
                        **summarize_faces(table, self.meta['classes'], s.window, end))
         if not len(table):
             summary['message'] = (f"no faces were found in {len(kf_table)} keyframe{'s' * (len(kf_table) != 1)} "
@@ -395,6 +431,9 @@ def format_summary(summary: VideoSummary, max_participants: int = 8) -> str:
     if summary.get('truth'): lines.append(_truth_line(summary['truth']))
     if summary.get('note'): lines.append(f"  NOTE: {summary['note']}")
     if summary['alignment'].get('warning'): lines.append(f"  ALIGNMENT: {summary['alignment']['warning']}")
+    if (r := summary.get('readings')) and not r['classify_all']:
+        lines.append(f"  readings: {r['computed']} computed, {r['reused']} reused from an unchanged face "
+                     "(--classify-all: every face)")
     t = summary['timing']
     lines.append(f"  {t['total']:.1f} s ({t['realtime_factor']}x real time); outputs in "
                  f"{summary['outputs']['folder']}/ (faces.csv, keyframes.csv, summary.json)")
