@@ -5,12 +5,12 @@
 # %% ../nbs/09d_changes.ipynb #2d5efe53
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 
+from .faces import centre_shift
 from .settings import VideoSettings
 
 # %% auto #0
@@ -41,9 +41,8 @@ MAX_LANDMARKS = 0.15  # largest change of a landmark in the arrangement (unit RM
 def box_moved(old: Sequence[float], new: Sequence[float], max_shift: float = MAX_SHIFT,
               max_scale: float = MAX_SCALE) -> bool:
     "Whether box `new` (left, top, right, bottom) lies more than `max_shift` widths or `max_scale` in size from `old`."
-    w = max(1, old[2] - old[0])
-    shift = math.hypot((old[0] + old[2] - new[0] - new[2]) / 2, (old[1] + old[3] - new[1] - new[3]) / 2) / w
-    return shift > max_shift or not 1 / max_scale <= (new[2] - new[0]) / w <= max_scale
+    ratio = (new[2] - new[0]) / max(1, old[2] - old[0])
+    return centre_shift(old, new) > max_shift or not 1 / max_scale <= ratio <= max_scale
 
 def landmark_shape(points: np.ndarray) -> np.ndarray:
     "Landmarks (N, 2) centred on their mean and scaled to unit RMS distance: their arrangement only."
