@@ -71,6 +71,8 @@ def share_block(labels: np.ndarray, weights: np.ndarray, classes: Sequence[str])
     idx, k = class_index(labels, classes), len(classes)
     return amounts_block(np.bincount(idx, np.asarray(weights, float), k), np.bincount(idx, minlength=k), classes)
 
+_block = amounts_block  # the name live imports (nbs/14_live.ipynb, being split): drop it once live uses amounts_block
+
 # %% ../nbs/09a_summary.ipynb #130e5ea8
 def _seconds_before(points: np.ndarray, edges: np.ndarray) -> np.ndarray:
     "Sum of `clip(x - p, 0, inf)` over `points`, at each `x` in `edges`."
