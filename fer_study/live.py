@@ -19,7 +19,7 @@ from .live_session import (LiveView, check_distinct, check_jsonl, check_record, 
                                     save_live, source_name, warm_up)
 from .live_source import LiveSource, input_options
 from .procs import interruption, run_command, signal_status, stop_signals
-from .settings import VideoSettings, add_truth_argument, add_video_arguments, video_settings_from_args
+from .settings import DEVICES, VideoSettings, add_truth_argument, add_video_arguments, video_settings_from_args
 
 # %% auto #0
 __all__ = ['LIVE_FPS', 'live_settings', 'add_live_arguments', 'add_live_command', 'live_truth', 'check_live_args', 'run_live',
@@ -53,7 +53,7 @@ def add_live_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument('--jsonl-append', action='store_true', help='add the updates to the end of the --jsonl file')
     p.add_argument('--host', default='127.0.0.1', help='address of the dashboard (default: 127.0.0.1, this machine)')
     p.add_argument('--port', type=int, default=8765, help='port of the dashboard (default: 8765; 0: any free port)')
-    p.add_argument('--device', default='auto', choices=['auto', 'cpu', 'cuda'], help='where the model runs')
+    p.add_argument('--device', default='auto', choices=DEVICES, help='where the model runs')
     add_video_arguments(p)
     add_truth_argument(p)  # with --realtime: a file's frames are the truth's frames
     p.set_defaults(fps=LIVE_FPS)

@@ -56,7 +56,7 @@ class LiveView:
 @patch
 def update(self: LiveView, end: float, **live) -> dict:
     "A `summary.json` window over the last `window` seconds to `end`, with the tiles and `live` in `live`."
-    from fer_study.summary import _block, class_index, keyframe_spans, window_seconds  # here: they import pandas
+    from fer_study.summary import amounts_block, class_index, keyframe_spans, window_seconds  # here: they import pandas
     end = round(end, 4)
     start, k = round(max(0.0, end - self.window), 4), len(self.classes)
     first = self.first(start, end)
@@ -66,7 +66,7 @@ def update(self: LiveView, end: float, **live) -> dict:
     idx = class_index([l for l, _, _ in sure], self.classes)
     times, spans = np.array([t for _, t, _ in sure], float), np.array([s for *_, s in sure], float)
     seconds = window_seconds(times, spans, idx, k, np.array([start, end]))[0]  # the part inside the window
-    block = _block(seconds, np.bincount(idx[times >= start], minlength=k), self.classes)
+    block = amounts_block(seconds, np.bincount(idx[times >= start], minlength=k), self.classes)
     newest, since = (self.times[-1], self.times[first]) if first < len(self.times) else (None, end)
     tiles = [dict(id=p['id'], emotion=p['emotion'], confidence=p['confidence'], uncertain=p['uncertain'],
                   seconds=round(p['seconds'] + (end - p['last'] if p['last'] == newest else 0), 1))
