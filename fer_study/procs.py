@@ -113,7 +113,7 @@ def _forward(stream, prefix: str) -> None:
     for line in stream: print(f'{prefix}{line}', end='', flush=True)
 
 def side_by_side(commands: dict, at_once: int, env: dict | None = None) -> list:
-    "Run `commands` (name -> argv), `at_once` at a time, their lines printed after `[name] `; the names that failed."
+    "Run `commands` (name -> argv), `at_once` at a time, each line printed after its `[name]`; the names that failed."
     import queue
     pending, running, failed, ended = list(commands), {}, [], queue.Queue()
     def watch(name, proc) -> None:
