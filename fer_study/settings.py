@@ -59,6 +59,9 @@ class VideoSettings:
                                   "faces that changed since their last reading, see changes)", type=yes_no, nargs='?',
                                   const=True, metavar='true|false')
     refresh: float = _setting(5.0, 'seconds after which a face that did not change is classified again')
+    segments: str | None = _setting(None, "the talk's parts: a CSV or JSON file of start,label[,end], a folder of "
+                                    "files named by each video's stem, or none (default: the recording's chapters, "
+                                    "if it has any)", type=str, metavar='FILE|FOLDER|none')
 
     def __post_init__(self):
         if self.min_gap is None: object.__setattr__(self, 'min_gap', SCENE_MIN_GAP if self.fps is None else 0.0)
@@ -98,6 +101,8 @@ def check_video_settings(s: VideoSettings) -> None:
     if not isinstance(s.classify_all, bool):
         raise ParamsError(f"{_flag('classify_all')} must be true or false, got {s.classify_all!r}")
     _number(s, 'refresh', lambda v: v > 0, 'a positive, finite number of seconds')
+    if s.segments is not None and (not isinstance(s.segments, str) or not s.segments.strip()):
+        raise ParamsError(f"{_flag('segments')} must be a file, a folder or none, got {s.segments!r}")
 
 # %% ../nbs/07a_settings.ipynb #1d307ac0
 HOG_FACE = 80  # pixels: the face box height from which dlib's HOG detector finds faces reliably

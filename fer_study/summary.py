@@ -235,6 +235,7 @@ class SettingsEntry(TypedDict):
     detect_every: typing.NotRequired[float]
     classify_all: typing.NotRequired[bool]       # new in version 3 with changed-only reading (see changes)
     refresh: typing.NotRequired[float]
+    segments: typing.NotRequired[str | None]     # new in version 5: the file or folder the talk was cut by
 
 class ReadingsEntry(TypedDict):
     "How many of the rows were classified and how many reused an earlier reading of their participant (see changes)."

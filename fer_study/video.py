@@ -29,6 +29,7 @@ from .inference import FaceInference, inference_device
 from .keyframes import Keyframe, KeyframeReport, probe_video, select_keyframes
 from .model import load_model
 from .rafdb import resize_face
+from .segments import TalkSegment, segments_block, video_segments, with_segments
 from .settings import VideoSettings, window_count
 from .summary import (SCHEMA_VERSION, VideoSummary, check_summary, keyframe_spans, read_summary,
                                recorded_source, same_source, source_record, summarize_faces)
@@ -232,8 +233,9 @@ class KeyframeAnalysis:
                     threshold=c.threshold if c else None, refresh=c.refresh if c else None)
 
     def summary(self, table: pd.DataFrame, kf_table: pd.DataFrame, end: float, video: dict, keyframes: dict,
-                out_dir: Path, seconds: float, truth: VideoTruth | None = None) -> VideoSummary:
-        "The `VideoSummary` of the tables, with what describes the video, its keyframe pass, the run and the `truth`."
+                out_dir: Path, seconds: float, truth: VideoTruth | None = None,
+                segments: Sequence[TalkSegment] = ()) -> VideoSummary:
+        "The `VideoSummary` of the tables, with the video, its keyframe pass, the run, the `truth` and the `segments`."
         s, out_dir = self.settings, Path(out_dir)
         summary = dict(schema_version=SCHEMA_VERSION, video=video,
                        keyframes=dict(keyframes, with_faces=int((kf_table['faces'] > 0).sum())),
@@ -248,6 +250,7 @@ class KeyframeAnalysis:
         if truth is not None:  # faces are boxed in the frames as decoded, the truth in the video's pixels
             summary['truth'] = truth_block(table, kf_table, truth, summary['overall']['share_time_weighted'],
                                            self.meta['classes'], keyframes['frame_width'] / video['width'])
+        if segments: summary['segments'] = segments_block(table, kf_table, segments, self.meta['classes'])
         summary['timing'] = dict(total=round(seconds, 3),
                                  realtime_factor=round(end / seconds, 2) if seconds > 0 else None,
                                  stages={k: round(v, 3) for k, v in self.timer.seconds.items()},
@@ -269,6 +272,9 @@ def analyze_video(path: str | Path, model: torch.nn.Module | FaceInference, meta
     stream = select_keyframes(path, s.threshold, s.fps, s.min_gap)
     window_count(stream.info.duration, s.window)
     truth = load_truth(truth, path, stream.info) if truth else None
+    duration = stream.info.duration if math.isfinite(stream.info.duration) else None
+    segments, said = video_segments(path, s.segments, duration)
+    if said and progress: print(said)
     run = KeyframeAnalysis(path.name, model, meta, s, background=True)
     if progress: announce_cost(path, s, run.classifier.model, meta)  # a long recording says what it will cost first
     total = stream.info.duration if math.isfinite(stream.info.duration) else None
@@ -284,8 +290,10 @@ def analyze_video(path: str | Path, model: torch.nn.Module | FaceInference, meta
         report, end = stream.report, video_end(stream.report)
         table, kf_table = run.tables(end)
     finally: run.classifier.close()
+    if segments: table, kf_table = with_segments(table, segments), with_segments(kf_table, segments)
     video = dict(path=str(path), name=path.name, **{k: v for k, v in vars(stream.info).items() if k != 'path'})
-    summary = run.summary(table, kf_table, end, video, report.as_dict(), out_dir, time.perf_counter() - start, truth)
+    summary = run.summary(table, kf_table, end, video, report.as_dict(), out_dir, time.perf_counter() - start, truth,
+                          segments)
     write_results(Path(staging) if staging else out_dir, table, kf_table, summary)
     return summary
 
