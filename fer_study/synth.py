@@ -476,7 +476,8 @@ def make_screenshare_video(path: str | Path, seed: int = 0, duration: float = 18
                            fps: int = 10, people: int = 3, slide_seconds: float = 3.0) -> Path:
     "Write a synthetic call with a shared screen whose slides change, beside a strip of `people` faces; return `path`."
     if size[0] % 2 or size[1] % 2: raise ValueError(f"H.264 needs an even frame size, got {size[0]}x{size[1]}")
-    if duration < slide_seconds: raise ValueError(f"duration {duration:g} s is shorter than one slide ({slide_seconds:g} s)")
+    if duration < slide_seconds:
+        raise ValueError(f"duration {duration:g} s is shorter than one slide ({slide_seconds:g} s)")
     split = int(size[0] * SCREEN_WIDTH) // 2 * 2
     strip = [(x0 + split + TILE_GAP, y0, x1 + split + TILE_GAP, y1)
              for x0, y0, x1, y1 in gallery_tiles(people, 1, (size[0] - split - TILE_GAP, size[1]))]
