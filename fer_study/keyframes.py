@@ -24,9 +24,9 @@ from .procs import child_options
 from .settings import VideoSettings
 
 # %% auto #0
-__all__ = ['STAND_IN', 'REGION_WIDTH', 'VideoError', 'ffmpeg_exe', 'VideoInfo', 'parse_ffmpeg_header', 'check_video_file',
-           'probe_video', 'keyframe_expr', 'output_size', 'ffmpeg_args', 'keyframe_command', 'Keyframe',
-           'KeyframeReport', 'parse_region_scores', 'KeyframeStream', 'select_keyframes', 'frames_at']
+__all__ = ['STAND_IN', 'REGION_WIDTH', 'REGION_STEP', 'VideoError', 'ffmpeg_exe', 'VideoInfo', 'parse_ffmpeg_header',
+           'check_video_file', 'probe_video', 'keyframe_expr', 'output_size', 'ffmpeg_args', 'keyframe_command',
+           'Keyframe', 'KeyframeReport', 'parse_region_scores', 'KeyframeStream', 'select_keyframes', 'frames_at']
 
 # %% ../nbs/08_keyframes.ipynb #adb8681b
 class VideoError(FerStudyError):
@@ -130,7 +130,8 @@ def ffmpeg_args(graph, cmd: Sequence[str], names: dict[str, str]) -> list[str]:
     return [names.get(a, a) for a in graph.compile(cmd=list(cmd))]
 
 # %% ../nbs/08_keyframes.ipynb #eae02349
-REGION_WIDTH = 64  # the region is scored at this width: a cursor or a caret shrinks to a pixel or two
+REGION_WIDTH = 64   # the region is scored at this width: a cursor or a caret shrinks to a pixel or two
+REGION_STEP = 0.2   # seconds between the region's scored frames
 
 def keyframe_command(path: str | Path, expr: str, size: tuple[int, int], stats_fd: int,
                      region: tuple[int, int, int, int] | None = None, scores_fd: int | None = None) -> list[str]:
@@ -140,7 +141,8 @@ def keyframe_command(path: str | Path, expr: str, size: tuple[int, int], stats_f
         parts = stream.split()
         stream, crop = parts[0], parts[1]
         x, y, w, h = region
-        scores = (crop.crop(x, y, w, h).filter('scale', REGION_WIDTH, -2, flags='area')
+        step = f'isnan(prev_selected_t)+gte(t-prev_selected_t,{REGION_STEP - 1e-3:g})'
+        scores = (crop.filter('select', step).crop(x, y, w, h).filter('scale', REGION_WIDTH, -2, flags='area')
                   .filter('select', 'gte(scene,0)')
                   .filter('metadata', mode='print', key='lavfi.scene_score', file=f'pipe:{scores_fd}'))
     stream = stream.filter('select', expr).filter('scale', size[0], size[1], flags='area')
