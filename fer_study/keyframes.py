@@ -5,6 +5,7 @@
 # %% ../nbs/08_keyframes.ipynb #832a6e67
 from __future__ import annotations
 
+import math
 import os
 import re
 import subprocess
@@ -13,7 +14,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, asdict
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import ffmpeg
 import imageio_ffmpeg
@@ -24,9 +25,10 @@ from .procs import child_options
 from .settings import VideoSettings
 
 # %% auto #0
-__all__ = ['STAND_IN', 'REGION_WIDTH', 'REGION_STEP', 'VideoError', 'ffmpeg_exe', 'VideoInfo', 'parse_ffmpeg_header',
-           'check_video_file', 'probe_video', 'keyframe_expr', 'output_size', 'ffmpeg_args', 'keyframe_command',
-           'Keyframe', 'KeyframeReport', 'parse_region_scores', 'KeyframeStream', 'select_keyframes', 'frames_at']
+__all__ = ['SELECT_FUNCTIONS', 'STAND_IN', 'REGION_WIDTH', 'REGION_STEP', 'VideoError', 'ffmpeg_exe', 'VideoInfo', 'ffmpeg_error',
+           'parse_ffmpeg_header', 'check_video_file', 'probe_video', 'keyframe_expr', 'select_rule', 'output_size',
+           'ffmpeg_args', 'keyframe_command', 'Keyframe', 'KeyframeReport', 'parse_region_scores', 'KeyframeStream',
+           'select_keyframes', 'frames_at']
 
 # %% ../nbs/08_keyframes.ipynb #adb8681b
 class VideoError(FerStudyError):
@@ -54,7 +56,7 @@ def _num(s: str) -> float:
     "A number as FFmpeg prints it ('29.97', '90k')."
     return float(s[:-1]) * 1000 if s.endswith('k') else float(s)
 
-def _ffmpeg_error(stderr: str) -> str:
+def ffmpeg_error(stderr: str) -> str:
     "The most telling error line of FFmpeg's log."
     lines = [l.strip() for l in stderr.splitlines() if l.strip()]
     for l in lines:
@@ -64,7 +66,7 @@ def _ffmpeg_error(stderr: str) -> str:
 def parse_ffmpeg_header(stderr: str, path: str = '?') -> VideoInfo:
     "Parse the header that `ffmpeg -i` prints into a `VideoInfo`; raise `VideoError` when there is no video."
     if 'Input #0' not in stderr:
-        raise VideoError(f"{path}: not a video or a truncated/corrupt file (FFmpeg: {_ffmpeg_error(stderr)})")
+        raise VideoError(f"{path}: not a video or a truncated/corrupt file (FFmpeg: {ffmpeg_error(stderr)})")
     fmt = re.search(r'Input #0, ([^ ]+), from', stderr)
     if fmt and (fmt.group(1).endswith('_pipe') or fmt.group(1) == 'image2'):
         raise VideoError(f"{path}: is a still image ({fmt.group(1)}), not a video")
@@ -115,6 +117,16 @@ def keyframe_expr(threshold: float = VideoSettings.threshold, fps: float | None 
     else: keep = f"gt(scene,{threshold:g})" + (f"+eq(n,0)" if include_first else '')
     if min_gap > 0: keep = f"({keep})*({first}+gte(t-prev_selected_t,{min_gap:g}))"
     return f"gt({keep},0)"
+
+# %% ../nbs/08_keyframes.ipynb #3eb070a4
+# the functions `keyframe_expr` writes, as FFmpeg computes them (a comparison with NaN is false; NaN stays NaN)
+SELECT_FUNCTIONS = dict(gt=lambda a, b: float(a > b), gte=lambda a, b: float(a >= b), eq=lambda a, b: float(a == b),
+                        isnan=lambda a: float(math.isnan(a)), floor=lambda a: a // 1, __builtins__={})
+
+def select_rule(expr: str) -> Callable[..., float]:
+    "`expr`'s value for one frame's `t`, `scene`, `n` and `prev_selected_t`, as FFmpeg's `select` computes it."
+    code = compile(expr, '<select>', 'eval')
+    return lambda **frame: eval(code, SELECT_FUNCTIONS, frame)
 
 # %% ../nbs/08_keyframes.ipynb #50056556
 def output_size(width: int, height: int, max_width: int | None) -> tuple[int, int]:
@@ -221,7 +233,7 @@ class KeyframeStream:
                 buf = proc.stdout.read(nbytes)
                 if not buf: break
                 if len(buf) < nbytes:
-                    raise VideoError(f"{self.path}: FFmpeg stopped mid-frame ({_ffmpeg_error(''.join(log))})")
+                    raise VideoError(f"{self.path}: FFmpeg stopped mid-frame ({ffmpeg_error(''.join(log))})")
                 line = stats.readline().split()
                 index, t = (int(line[0]), float(line[1])) if len(line) == 2 else (-1, float('nan'))
                 kept += 1
@@ -242,7 +254,7 @@ class KeyframeStream:
         "Turn FFmpeg's exit status and final statistics into a report, or a `VideoError`."
         m = re.search(r'(\d+) frames decoded; (\d+) decode errors', log)
         decoded, errors = (int(m[1]), int(m[2])) if m else (0, 0)
-        if rc != 0: raise VideoError(f"{self.path}: FFmpeg failed with exit code {rc} ({_ffmpeg_error(log)})")
+        if rc != 0: raise VideoError(f"{self.path}: FFmpeg failed with exit code {rc} ({ffmpeg_error(log)})")
         if errors or 'corrupt input packet' in log or 'partial file' in log:
             raise VideoError(f"{self.path}: truncated or corrupt video ({errors} decode errors after {decoded} frames)")
         if decoded == 0: raise VideoError(f"{self.path}: no video frame could be decoded")
