@@ -27,7 +27,7 @@ def main() -> None:
     p.add_argument('--manifest', default='outputs/data/manifest.csv')
     p.add_argument('--params', default='params.yaml')
     a = p.parse_args()
-    from fer_study.cli import load_manifest
+    from fer_study.study import load_manifest
     from fer_study.core import cpu_has_bf16, load_params
     from fer_study.pretrain import (TASK_METRIC, load_pretrain_set, pretrain_config, pretrain_resnet18, probe_transfer,
                                     render_pretrain_set)

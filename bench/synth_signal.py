@@ -12,7 +12,7 @@ import time
 
 import torch
 
-from fer_study.cli import load_manifest
+from fer_study.study import load_manifest
 from fer_study.core import load_params
 from fer_study.train import load_subsets, train, train_config
 

@@ -31,7 +31,7 @@ RECIPES = {'official': dict(optimizer='sgd', schedule='step', lr=0.01, momentum=
 def one_run(recipe: str, seed: int, init: str, manifest: str, params: str, epochs: int | None) -> dict:
     "Train one seed of `recipe` in this process; its validation-selected test accuracy and minutes."
     import dataclasses
-    from fer_study.cli import load_manifest
+    from fer_study.study import load_manifest
     from fer_study.core import load_params
     from fer_study.train import load_subsets, train, train_config
     cfg = dataclasses.replace(train_config(load_params(params), init=init, loss='dacl', seed=seed), **RECIPES[recipe])
@@ -74,7 +74,7 @@ def main() -> None:
         out, _ = proc.communicate()
         results.append(json.loads(out.strip().splitlines()[-1]))
         print(json.dumps(results[-1]), flush=True)
-    from fer_study.cli import load_manifest
+    from fer_study.study import load_manifest
     counts = load_manifest(a.manifest)[0].query("subset == 'test'").label.value_counts()
     print(f"\nmajority class on test: {counts.max() / counts.sum():.3f}")
     print(f"{'recipe':12s} {'init':12s} {'mean acc':>9s} {'min acc':>8s} {'minutes/run':>12s}")

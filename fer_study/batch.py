@@ -80,7 +80,8 @@ class VideoAnalyst:
 
     def __call__(self, video: str | Path, name: str, truth: Path | None = None, progress: bool = True) -> VideoOutcome:
         "Check and analyse `video` (against its `truth` file, if any) into `out_dir/name/`; errors become messages."
-        from fer_study.video import analyze_video, check_videos, output_dirs
+        from fer_study.results import output_dirs
+        from fer_study.video import analyze_video, check_videos
         video = Path(video)
         try:
             check_videos([video], self.settings, [truth])
@@ -168,7 +169,7 @@ def analyze_many(videos: Sequence[str | Path], model_path: str | Path, out_dir: 
     from fer_study.inference import inference_device
     from fer_study.model import read_checkpoint
     from fer_study.truth import truth_files
-    from fer_study.video import output_names
+    from fer_study.results import output_names
     inference_device(settings.device)
     names = output_names(videos, out_dir, name)
     truths = truth_files(videos, truth)  # `truth` for one video, else each one's own

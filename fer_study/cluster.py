@@ -154,7 +154,7 @@ def analyze_on_worker(video: FileRef, name: str, truth: FileRef | None, model: F
 def submitter_summary(summary: dict, video: Path, truth: Path | None, model: Path, folder: Path) -> dict:
     "A worker's summary with the paths the submitting machine knows: the video, truth, checkpoint and output files."
     from fer_study.summary import source_record
-    from fer_study.video import RESULT_FILES
+    from fer_study.results import RESULT_FILES
     summary = json.loads(json.dumps(summary))
     summary['video']['path'] = summary['keyframes']['path'] = shown(str(video))  # shown: valid UTF-8, as analyze's
     summary['model']['checkpoint'] = shown(str(model))
@@ -167,7 +167,7 @@ def submitter_summary(summary: dict, video: Path, truth: Path | None, model: Pat
 def save_result(result: ClusterResult, video: Path, name: str, truth: Path | None, model: Path,
                 out_dir: Path) -> VideoOutcome:
     "Write a worker's tables and summary into `out_dir/name/` here, all three or none."
-    from fer_study.video import output_dirs
+    from fer_study.results import output_dirs
     try:
         with output_dirs([name], out_dir) as [folder]:
             summary = submitter_summary(result.summary, video, truth, model, folder)
@@ -211,7 +211,7 @@ def analyze_on_cluster(videos: Sequence[str | Path], model_path: str | Path, out
     from fer_study.inference import inference_device
     from fer_study.model import read_checkpoint
     from fer_study.truth import truth_files
-    from fer_study.video import output_names
+    from fer_study.results import output_names
     videos, model_path, out_dir = [Path(v) for v in videos], Path(model_path), Path(out_dir)
     if not videos: raise FerStudyError("no video given")
     inference_device(settings.device)

@@ -22,9 +22,10 @@ import numpy as np
 import torch
 
 from .core import shown
-from .faces import align_face, detect_faces, detect_near, face_detector, landmark_predictor
+from .faces import align_face, detect_faces, detect_near, face_detector, landmark_predictor, search_due
 from .inference import FaceInference
-from .keyframes import STAND_IN, VideoError, _ffmpeg_error, ffmpeg_args, ffmpeg_exe, output_size, probe_video
+from .keyframes import (STAND_IN, VideoError, ffmpeg_args, ffmpeg_error, ffmpeg_exe, keyframe_expr,
+                                 output_size, probe_video, select_rule)
 from .procs import child_options
 from .rafdb import resize_face
 from .settings import SCENE_MIN_GAP, VideoSettings, detection_width
@@ -122,7 +123,7 @@ def score_chunk(path: str | Path, start: float = 0.0, length: float | None = Non
                              capture_output=True, text=True, errors='replace', **child_options())
         seconds = time.perf_counter() - t0
         if res.returncode != 0:
-            raise VideoError(f"{path}: FFmpeg failed with exit code {res.returncode} ({_ffmpeg_error(res.stderr)})")
+            raise VideoError(f"{path}: FFmpeg failed with exit code {res.returncode} ({ffmpeg_error(res.stderr)})")
         times, scores, tb = parse_scene_scores(scores_file.read_text() if scores_file.exists() else '')
         raw = frames_file.read_bytes() if frames_file.exists() else b''
     w, h = size
@@ -131,19 +132,13 @@ def score_chunk(path: str | Path, start: float = 0.0, length: float | None = Non
     return Chunk(start, times, tb, scores, images, seconds)
 
 # %% ../nbs/10b_estimate.ipynb #6b066f0c
-def _g(v: float) -> float: return float(f'{v:g}')  # the value as keyframe_expr writes it into the expression
-
 def kept_frames(times: np.ndarray, scores: np.ndarray, threshold: float = VideoSettings.threshold,
                 fps: float | None = None, min_gap: float = 0.0, include_first: bool = True) -> np.ndarray:
     "Which frames `keyframe_expr(threshold, fps, min_gap, include_first)` keeps, given their times and scene scores."
-    thr, gap = _g(threshold), _g(min_gap)
-    rate = _g(fps) if fps is not None else None
+    kept = select_rule(keyframe_expr(threshold, fps, min_gap, include_first))
     keep, prev = np.zeros(len(times), bool), math.nan
     for n, (t, s) in enumerate(zip(np.asarray(times, float).tolist(), np.asarray(scores, float).tolist())):
-        if rate is not None: ok = math.isnan(prev) or math.floor(t * rate + 1e-6) > math.floor(prev * rate + 1e-6)
-        else: ok = s > thr or (include_first and n == 0)
-        if ok and gap > 0: ok = math.isnan(prev) or t - prev >= gap
-        if ok: keep[n], prev = True, t
+        if kept(t=t, scene=s, n=n, prev_selected_t=prev): keep[n], prev = True, t
     return keep
 
 # %% ../nbs/10b_estimate.ipynb #9921620a
@@ -164,7 +159,7 @@ def whole_searches(times: np.ndarray, every: float) -> int:
     "How many keyframes at `times` `FaceFinder` searches whole (`every` s apart); the others follow known faces."
     last, n = None, 0
     for t in np.asarray(times, float).tolist():
-        if last is None or not 0 <= t - last < every: last, n = t, n + 1
+        if search_due(t, last, every): last, n = t, n + 1
     return n
 
 # %% ../nbs/10b_estimate.ipynb #106b4ca0

@@ -25,7 +25,7 @@ __all__ = ['Box', 'LOCAL_FACE', 'LOCAL_MARGIN', 'REANCHOR', 'FaceModelError', 'l
            'landmark_predictor', 'as_rgb', 'shrink', 'detect_faces', 'face_landmarks', 'similarity_transform',
            'align_to_template', 'align_face', 'crop_landmarks', 'read_rgb', 'FaceTemplateError',
            'estimate_face_template', 'eye_geometry', 'Face', 'find_faces', 'box_iou', 'centre_shift', 'FaceTracker',
-           'search_region', 'detect_near', 'anchor', 'FaceFinder']
+           'search_region', 'detect_near', 'anchor', 'search_due', 'FaceFinder']
 
 # %% ../nbs/09_faces.ipynb #8db529b3
 class FaceModelError(FerStudyError):
@@ -257,6 +257,11 @@ def anchor(old: Box | None, box: Box) -> Box:
     ratio = (box[2] - box[0]) / max(1, old[2] - old[0])
     return old if centre_shift(old, box) <= REANCHOR and 0.8 <= ratio <= 1.25 else box
 
+# %% ../nbs/09_faces.ipynb #f2048a89
+def search_due(t: float, last: float | None, every: float) -> bool:
+    "Whether the keyframe at `t` s is searched whole, the last whole search having been at `last` s (None: none yet)."
+    return last is None or not 0 <= t - last < every  # a time before `last` (a restarted source) is due too
+
 # %% ../nbs/09_faces.ipynb #f83661ac
 class FaceFinder:
     "Faces of keyframes fed in time order: the whole frame searched now and then, each participant followed between."
@@ -269,8 +274,7 @@ class FaceFinder:
     def __call__(self, image: np.ndarray, t: float) -> list[tuple[Box, float, int]]:
         "Box, score and participant id of each face of the keyframe `image` at `t` seconds; left to right."
         image = as_rgb(image); self.counts['keyframes'] += 1
-        # a time before the last search (a restarted source) searches the whole frame too
-        due = self.last_full is None or not 0 <= t - self.last_full < self.settings.detect_every
+        due = search_due(t, self.last_full, self.settings.detect_every)
         found = None if due else self.follow(image)
         if found is None:
             self.counts['lost'] += not due

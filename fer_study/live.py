@@ -6,395 +6,32 @@
 from __future__ import annotations
 
 import argparse
-import bisect
 import contextlib
 import dataclasses
-import json
 import math
-import os
-import queue
-import re
-import subprocess
 import sys
-import threading
 import time
-from collections import deque
 from pathlib import Path
-from typing import Callable, Sequence
 
-import ffmpeg
-import numpy as np
-
-from fastcore.basics import patch
-
-from .core import WRITE_ERRORS, FerStudyError, ParamsError, pick_device, shown, writable_dir
-from .keyframes import (STAND_IN, Keyframe, VideoError, ffmpeg_args, ffmpeg_exe, keyframe_expr,
-                                 parse_ffmpeg_header)
-from .procs import child_options, interruption, run_command, signal_status, stop_signals
-from .settings import VideoSettings, add_truth_argument, add_video_arguments, video_settings_from_args
+from .core import FerStudyError, ParamsError, pick_device, writable_dir
+from .keyframes import keyframe_expr
+from .live_session import (LiveView, check_distinct, check_jsonl, check_record, follow, jsonl_sink,
+                                    save_live, source_name, warm_up)
+from .live_source import LiveSource, input_options
+from .procs import interruption, run_command, signal_status, stop_signals
+from .settings import DEVICES, VideoSettings, add_truth_argument, add_video_arguments, video_settings_from_args
 
 # %% auto #0
-__all__ = ['LIVE_FPS', 'STALL_SECONDS', 'RECORDING', 'FRAGMENTED', 'STAMP_WAIT', 'OUT_FILES', 'live_settings', 'input_options',
-           'source_url', 'live_command', 'FrameSlot', 'LiveFrame', 'ffmpeg_reason', 'LiveSource', 'LiveView',
-           'add_live_arguments', 'add_live_command', 'same_file', 'check_record', 'check_jsonl', 'check_distinct',
-           'jsonl_sink', 'follow', 'warm_up', 'save_live', 'live_truth', 'check_live_args', 'run_live', 'main']
+__all__ = ['LIVE_FPS', 'live_settings', 'add_live_arguments', 'add_live_command', 'live_truth', 'check_live_args', 'run_live',
+           'main']
 
-# %% ../nbs/14_live.ipynb #6a8989e7
+# %% ../nbs/14_live.ipynb #1f9a4fb7
 LIVE_FPS = 2.0  # frames analysed a second unless --fps or --scene-change says otherwise
-STALL_SECONDS = 3.0  # a source that delivered and then falls silent this long is reopened
 
 def live_settings(args: argparse.Namespace) -> VideoSettings:
     "The `VideoSettings` of `live`'s arguments: `--fps` frames a second, or scene changes with `--scene-change`."
     settings = video_settings_from_args(args)
     return dataclasses.replace(settings, fps=None) if args.scene_change else settings
-
-def input_options(pairs: Sequence[str]) -> dict[str, str]:
-    "FFmpeg input options from `KEY=VALUE` strings; `ParamsError` naming one that is not."
-    options = {}
-    for pair in pairs:
-        key, sep, value = pair.partition('=')
-        if not sep or not key.strip('- '):
-            raise ParamsError(f"--input-option {pair!r}: expected KEY=VALUE with an FFmpeg input option, "
-                              "e.g. video_size=1280x720")
-        options[key.strip('- ')] = value
-    return options
-
-def source_url(source: str, input_format: str | None = None) -> str:
-    "What FFmpeg is asked to open: an existing file as a `file:` URL, anything else as given."
-    return f'file:{source}' if input_format is None and Path(source).is_file() else source
-
-# %% ../nbs/14_live.ipynb #19884c88
-# A keyframe a second, each packet written out at once, and MP4 in fragments: a recording cut short (a source that
-# hangs cannot be stopped gently) keeps every fragment before the cut, and analyze and report read it.
-RECORDING = dict(vcodec='libx264', preset='veryfast', pix_fmt='yuv420p', force_key_frames='expr:gte(t,n_forced)',
-                 flush_packets=1)
-FRAGMENTED = dict(movflags='+frag_keyframe+empty_moov+default_base_moof')
-_RECORD_STAND_IN = 'fer-study-recording'  # the recording in the graph: its real name need not be UTF-8
-
-def live_command(source: str, expr: str, input_format: str | None = None, options: dict | None = None,
-                 realtime: bool = False, record: Path | None = None, max_width: int = 1920) -> list[str]:
-    "FFmpeg arguments: `source`'s frames selected by `expr` as rgb24 on stdout, their stamps logged, a recording."
-    video = ffmpeg.input(STAND_IN)['v:0']  # the source's name goes in by `ffmpeg_args`: it need not be UTF-8
-    # passthrough: one frame out for each frame selected, never a duplicate, so stdout and the log stay in step
-    frames = (video.filter('showinfo@every', checksum=0).filter('select', expr)
-              .filter('scale', w=f'min(iw,{max_width})', h=-2, flags='area').filter('showinfo@sampled', checksum=0)
-              .output('pipe:', format='rawvideo', pix_fmt='rgb24', an=None, sn=None, fps_mode='passthrough'))
-    outputs = [frames]
-    if record:
-        fragmented = FRAGMENTED if record.suffix.lower() in ('.mp4', '.mov', '.m4v') else {}
-        outputs.append(video.output(_RECORD_STAND_IN, **RECORDING, **fragmented))
-    # -n: a recording never overwrites a file (its name is checked first); -v verbose: showinfo's lines and more
-    cmd = ffmpeg_args(ffmpeg.merge_outputs(*outputs), [ffmpeg_exe(), '-hide_banner', '-nostats', '-n', '-v', 'verbose'],
-                      {STAND_IN: source_url(source, input_format), _RECORD_STAND_IN: str(record)})
-    given = [*(['-f', input_format] if input_format else []), *(['-re'] if realtime else []),
-             *(a for k, v in (options or {}).items() for a in (f'-{k}', v))]  # as given: ffmpeg-python rewrites some
-    i = cmd.index('-i')
-    return cmd[:i] + given + cmd[i:]
-
-# %% ../nbs/14_live.ipynb #69a19b13
-class FrameSlot:
-    "A mailbox of one frame: a new frame replaces one not taken yet, which is counted as dropped."
-    def __init__(self):
-        self._cond, self._item, self.closed, self.dropped = threading.Condition(), None, False, 0
-
-    def put(self, item) -> None:
-        "Leave `item` for the consumer, replacing (and dropping) one it has not taken."
-        with self._cond:
-            self.dropped += self._item is not None
-            self._item = item
-            self._cond.notify()
-
-    def close(self) -> None:
-        "No more frames will come."
-        with self._cond:
-            self.closed = True
-            self._cond.notify()
-
-    def get(self, timeout: float):
-        "The newest frame, or None after `timeout` seconds without one; `EOFError` once closed and empty."
-        with self._cond:
-            self._cond.wait_for(lambda: self._item is not None or self.closed, timeout)
-            item, self._item = self._item, None
-            if item is None and self.closed: raise EOFError
-            return item
-
-# %% ../nbs/14_live.ipynb #25f89376
-@dataclasses.dataclass
-class LiveFrame(Keyframe):
-    "A sampled frame: its index and time (seconds) in the session, its RGB image, and its arrival (`time.monotonic`)."
-    arrival: float = 0.0
-
-_OUTPUT_SIZE = re.compile(r'Video: rawvideo\b.*?, (\d{1,5})x(\d{1,5})')
-
-def ffmpeg_reason(log: Sequence[str]) -> str:
-    "FFmpeg's own words for why it stopped: its last error line, else its last line."
-    lines = [l.strip().split('] ')[-1] for l in log if l.strip()]
-    errors = [l for l in lines if not l.startswith('Exiting') and
-              re.search(r'error|no such|refused|denied|timed out|invalid|cannot|failed|not found', l, re.I)]
-    return (errors or lines or ['no output'])[-1]
-
-def _number(text: str) -> float:
-    "A number FFmpeg printed, NaN for 'N/A'."
-    try: return float(text)
-    except ValueError: return float('nan')
-
-# %% ../nbs/14_live.ipynb #b4a9ebff
-# a frame's line of the showinfo filters of `live_command`: which of the two, the frame's number there, pts, time
-_SHOWINFO = re.compile(r'\[showinfo@(every|sampled) @ [^\]]*\] n: *(\d+) pts: *(\S+) pts_time:(\S+)')
-STAMP_WAIT = 10.0  # seconds a frame on stdout waits for its line in the log; it is logged first, so never in practice
-
-class _Connection:
-    "One FFmpeg process on the source: its log, the frame size it announces, its clock, the stamps of its frames."
-    def __init__(self, proc: subprocess.Popen, record: Path | None):
-        self.proc, self.record, self.log, self.head = proc, record, deque(maxlen=200), []
-        self.size, self.sized = None, threading.Event()
-        self.ti0 = self.offset = self.alive = self.why = None
-        self.frames = 0
-        self.stamps, self.numbers = queue.SimpleQueue(), deque(maxlen=256)  # (number, time); (pts, number)
-
-    def read_log(self, beat: Callable[[float], None]) -> None:
-        "Keep FFmpeg's log and the frame size; each decoded frame's time to `beat`; queue each sampled frame's stamp."
-        output = False
-        for raw in self.proc.stderr:
-            line = raw.decode(errors='replace')
-            if line.startswith('[showinfo@'):
-                self.showinfo(line, beat)
-                continue
-            self.log.append(line)
-            if self.size is None and len(self.head) < 5000:
-                self.head.append(line)
-                output = output or line.startswith('Output #0')
-                if output and (m := _OUTPUT_SIZE.search(line)):
-                    self.size = int(m[1]), int(m[2])
-                    self.sized.set()
-        self.sized.set()
-        self.stamps.put(None)  # the log has ended: no stamp will come
-
-    def showinfo(self, line: str, beat: Callable[[float], None]) -> None:
-        "A decoded frame's line: a beat, its number kept; a sampled frame's line: its stamp queued."
-        if not (m := _SHOWINFO.match(line)): return
-        which, n, pts, ti = m[1], int(m[2]), m[3], _number(m[4])
-        if which == 'every':
-            self.numbers.append((pts, n))
-            beat(ti)
-        else: self.stamps.put((next((k for p, k in reversed(self.numbers) if p == pts), None), ti))
-
-    def stamp(self) -> tuple[int | None, float]:
-        "The number (None if unknown) and stream time (NaN if unknown) of the next frame on stdout."
-        try: item = self.stamps.get(timeout=STAMP_WAIT)
-        except queue.Empty: return None, math.nan
-        if item is None: self.stamps.put(None)  # the end stays the end for the frames that may still come
-        return item or (None, math.nan)
-
-    def info(self, name: str):
-        "The source as FFmpeg's header describes it, or None."
-        try: return parse_ffmpeg_header(''.join(self.head), name)
-        except (VideoError, AttributeError): return None
-
-# %% ../nbs/14_live.ipynb #251188a6
-class LiveSource:
-    "A source FFmpeg reads in a thread: sampled frames into a `FrameSlot`, a beat per frame decoded, reopened if lost."
-    def __init__(self, source: str, expr: str, input_format: str | None = None, options: dict | None = None,
-                 realtime: bool = False, record: Path | None = None, reconnect: float = 10.0,
-                 log: Callable[[str], None] | None = None):
-        self.source, self.expr, self.input_format, self.options = source, expr, input_format, options
-        self.realtime, self.record, self.reconnect, self.log = realtime, record, reconnect, log or (lambda line: None)
-        self.is_file = input_format is None and Path(source).is_file()
-        self.slot, self.info, self.frame_size, self.recordings = FrameSlot(), None, None, []
-        self.frames_decoded = self.sampled = 0
-        self.state, self.error = 'connecting', None  # live, reconnecting; at the end ended, lost, stopped or failed
-        self.now = 0.0  # session seconds of the newest decoded frame
-        self._t0 = self._alive = self._begun = self._conn = None  # monotonic: first and latest data, first attempt
-        self._index = 0  # frame index of the current connection's first frame in the session
-        self._lock, self._stopping, self._started = threading.Lock(), threading.Event(), threading.Event()
-        self._thread = threading.Thread(target=self._run, name='live-source', daemon=True)
-
-    def start(self, stop: threading.Event | None = None) -> LiveSource:
-        "Start reading; return at the first frame (or once `stop` is set); `FerStudyError` naming a source that fails."
-        self._thread.start()
-        while not self._started.wait(0.1) and not (stop and stop.is_set()): self.check()  # a silent try is ended
-        if self.state == 'failed':
-            self._thread.join()
-            raise FerStudyError(self.error)
-        return self
-
-# %% ../nbs/14_live.ipynb #c68a7af7
-@dataclasses.dataclass
-class _Outcome:
-    "How one FFmpeg process on the source ended."
-    returncode: int
-    why: str
-    delivered: bool  # it had data
-@patch
-def _run(self: LiveSource) -> None:
-    "The reading thread: one FFmpeg process after another until the source has ended, is lost, or is stopped."
-    self._begun, tries = time.monotonic(), 0  # tries: FFmpeg processes since the source last had data
-    try:
-        while not self._stopping.is_set():
-            out = self._connect()
-            tries = 0 if out.delivered else tries + 1
-            if self._stopping.is_set(): break
-            if self.is_file:  # a file does not change: it ends, or fails, once
-                self.state = 'failed' if self._alive is None else 'ended' if out.returncode == 0 else 'lost'
-                if self.state == 'failed': self.error = f"{self.source}: FFmpeg cannot open it ({out.why})"
-                elif out.returncode: self.error = f"{self.source}: FFmpeg ended with code {out.returncode} ({out.why})"
-                break
-            waited = time.monotonic() - (self._alive or self._begun)  # since the last data, or the first attempt
-            attempts = f"{tries} attempt{'s' * (tries != 1)}"
-            if self.reconnect - waited < 1 and self._alive is None:  # no second left for another attempt
-                self.state, self.error = 'failed', (f"{self.source}: no video came within {waited:.0f} s ({attempts}, "
-                                                    f"the last: {out.why}; --reconnect {self.reconnect:g})")
-                break
-            if self.reconnect - waited < 1:
-                self.state = 'lost'
-                self.error = f"{self.source}: lost for {waited:.0f} s ({out.why}; {attempts} to reconnect)"
-                break
-            if self._alive is not None: self.state = 'reconnecting'
-            self.log(f"[!] {self.source}: {out.why}; {'trying again' if self._alive is None else 'reconnecting'}, "
-                     f"attempt {tries + 1} in a second ({self.reconnect - waited - 1:.0f} s left of --reconnect)")
-            self._stopping.wait(1.0)
-    finally:
-        if self.state in ('connecting', 'live', 'reconnecting'): self.state = 'stopped'
-        self.slot.close()
-        self._started.set()
-
-@patch
-def _recording(self: LiveSource) -> Path | None:
-    "Where this connection records: FILE, then FILE-2, FILE-3, ... for reconnections that delivered."
-    if self.record is None: return None
-    if not self.recordings: return self.record
-    k = len(self.recordings) + 1
-    while (path := self.record.with_name(f'{self.record.stem}-{k}{self.record.suffix}')).exists(): k += 1
-    return path
-
-# %% ../nbs/14_live.ipynb #d3f06542
-@patch
-def _connect(self: LiveSource) -> _Outcome:
-    "Run one FFmpeg process on the source until it ends."
-    record = self._recording()
-    cmd = live_command(self.source, self.expr, self.input_format, self.options, self.realtime, record)
-    # a process group of its own: Ctrl-C in the terminal reaches this process only, which stops FFmpeg gently; and
-    # FFmpeg dies with this thread, which waits for it, so even a `live` killed outright leaves no FFmpeg on the port
-    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            **child_options(own_group=True))
-    conn = self._conn = _Connection(proc, record)
-    if self._stopping.is_set(): proc.kill()  # stop() came while this process was starting
-    beat = lambda ti: self._seen(conn, ti, time.monotonic())
-    reader = threading.Thread(target=conn.read_log, args=(beat,), daemon=True)
-    reader.start()
-    self._frames(conn)
-    proc.wait()
-    reader.join()
-    proc.stdin.close()
-    decoded = re.findall(r'(\d+) frames decoded', ''.join(conn.log))
-    self.frames_decoded += int(decoded[-1]) if decoded else 0
-    if record and conn.frames: self.recordings.append(record)
-    elif record: record.unlink(missing_ok=True)  # a try that delivered nothing leaves no file
-    return _Outcome(proc.returncode, conn.why or ffmpeg_reason(conn.log), conn.alive is not None)
-
-@patch
-def _frames(self: LiveSource, conn: _Connection) -> None:
-    "Leave each sampled frame in the slot as it arrives, with its index and time in the session."
-    conn.sized.wait()
-    if conn.size is None: return  # FFmpeg ended before its first frame
-    if self.info is None: self.info, self.frame_size = conn.info(self.source), conn.size
-    (w, h), index = conn.size, -1
-    while len(buf := conn.proc.stdout.read(w * h * 3)) == w * h * 3:
-        arrival, (number, ti) = time.monotonic(), conn.stamp()
-        index = index + 1 if number is None else number
-        t = self._seen(conn, ti, arrival)
-        self.sampled += 1; conn.frames += 1
-        image = np.frombuffer(buf, np.uint8).reshape(h, w, 3)
-        self.slot.put(LiveFrame(self._index + index, round(t, 4), image, arrival))
-        self.state = 'live'
-        self._started.set()
-    self._index += index + 1
-
-@patch
-def _seen(self: LiveSource, conn: _Connection, ti: float, arrival: float) -> float:
-    "The session time of stream time `ti` on `conn`; the source is alive."
-    with self._lock:
-        if self._t0 is None: self._t0 = arrival
-        if conn.ti0 is None and math.isfinite(ti): conn.ti0, conn.offset = ti, max(self.now, arrival - self._t0)
-        t = conn.offset + ti - conn.ti0 if math.isfinite(ti) and conn.ti0 is not None else arrival - self._t0
-        self.now, self._alive, conn.alive = max(self.now, t), arrival, arrival
-        return t
-
-# %% ../nbs/14_live.ipynb #61498791
-@patch
-def check(self: LiveSource) -> None:
-    "End an FFmpeg that has gone quiet: `STALL_SECONDS` after its last data, or `reconnect` s on a try with none."
-    conn, now = self._conn, time.monotonic()
-    if conn is None or conn.proc.poll() is not None: return
-    limit, since = ((min(STALL_SECONDS, self.reconnect), conn.alive) if conn.alive
-                    else (self.reconnect, self._alive or self._begun))  # none yet: since the last data, or the start
-    if now - since > limit:
-        conn.why = f'no data for {now - since:.0f} s'
-        conn.proc.kill()
-
-@patch
-def clock(self: LiveSource) -> float:
-    "Session seconds now."
-    with self._lock: return self.now + (min(time.monotonic() - self._alive, 1.0) if self._alive else 0.0)
-
-@patch
-def stop(self: LiveSource) -> None:
-    "Stop reading; FFmpeg closes its outputs first."
-    self._stopping.set()
-    conn = self._conn
-    if conn is not None and conn.proc.poll() is None:
-        if conn.alive is not None and time.monotonic() - conn.alive < STALL_SECONDS:  # it can still close its outputs
-            with contextlib.suppress(OSError): conn.proc.stdin.write(b'q'); conn.proc.stdin.flush()
-            with contextlib.suppress(subprocess.TimeoutExpired): conn.proc.wait(3)
-        if conn.proc.poll() is None: conn.proc.kill()  # waiting on a silent input: 'q' would never be read
-    if self._thread.is_alive(): self._thread.join(10)
-
-# %% ../nbs/14_live.ipynb #00ea5260
-class LiveView:
-    "The live picture, kept keyframe by keyframe: the last `window` seconds' shares and each participant's tile."
-    def __init__(self, classes: Sequence[str], window: float):
-        self.classes, self.window = list(classes), window
-        self.times, self.rows, self.people = [], [], {}  # each keyframe's time and face rows; participant -> tile
-
-    def add(self, t: float, rows: list[dict]) -> None:
-        "Take in the classified face rows of the keyframe at `t` seconds."
-        if self.times:
-            for p in self.people.values():
-                if p['last'] == self.times[-1]: p['seconds'] += t - self.times[-1]
-        for r in rows:
-            p = self.people.setdefault(int(r['participant']), dict(id=int(r['participant']), seconds=0.0))
-            p.update(emotion=r['label'], confidence=round(float(r['confidence']), 3), uncertain=bool(r['uncertain']),
-                     last=t)
-        self.times.append(t)
-        self.rows.append(rows)  # the classifier's own row dicts: no copy
-
-    def first(self, start: float, end: float) -> int:
-        "Index of the first keyframe that lasts into the window from `start` to `end`: the one before it may."
-        counted = bisect.bisect_left(self.times, start)  # the first keyframe in the window
-        return counted - (counted > 0 and (self.times[counted] if counted < len(self.times) else end) > start)
-
-# %% ../nbs/14_live.ipynb #9439b607
-@patch
-def update(self: LiveView, end: float, **live) -> dict:
-    "A `summary.json` window over the last `window` seconds to `end`, with the tiles and `live` in `live`."
-    from fer_study.summary import _block, class_index, keyframe_spans, window_seconds  # here: they import pandas
-    end = round(end, 4)
-    start, k = round(max(0.0, end - self.window), 4), len(self.classes)
-    first = self.first(start, end)
-    spans = keyframe_spans(self.times[first:], end)
-    rows = [(r, t, s) for face_rows, t, s in zip(self.rows[first:], self.times[first:], spans) for r in face_rows]
-    sure = [(r['label'], t, s) for r, t, s in rows if not r['uncertain']]
-    idx = class_index([l for l, _, _ in sure], self.classes)
-    times, spans = np.array([t for _, t, _ in sure], float), np.array([s for *_, s in sure], float)
-    seconds = window_seconds(times, spans, idx, k, np.array([start, end]))[0]  # the part inside the window
-    block = _block(seconds, np.bincount(idx[times >= start], minlength=k), self.classes)
-    newest, since = (self.times[-1], self.times[first]) if first < len(self.times) else (None, end)
-    tiles = [dict(id=p['id'], emotion=p['emotion'], confidence=p['confidence'], uncertain=p['uncertain'],
-                  seconds=round(p['seconds'] + (end - p['last'] if p['last'] == newest else 0), 1))
-             for p in sorted(self.people.values(), key=lambda p: p['id']) if p['last'] >= since]
-    unsure = sum(r['uncertain'] and t >= start for r, t, _ in rows)
-    live = dict(window_seconds=self.window, uncertain_faces=unsure, participants=tiles, **live)
-    return dict(start=start, end=end, **block, live=live)
 
 # %% ../nbs/14_live.ipynb #40a24f4f
 def add_live_arguments(p: argparse.ArgumentParser) -> None:
@@ -416,7 +53,7 @@ def add_live_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument('--jsonl-append', action='store_true', help='add the updates to the end of the --jsonl file')
     p.add_argument('--host', default='127.0.0.1', help='address of the dashboard (default: 127.0.0.1, this machine)')
     p.add_argument('--port', type=int, default=8765, help='port of the dashboard (default: 8765; 0: any free port)')
-    p.add_argument('--device', default='auto', choices=['auto', 'cpu', 'cuda'], help='where the model runs')
+    p.add_argument('--device', default='auto', choices=DEVICES, help='where the model runs')
     add_video_arguments(p)
     add_truth_argument(p)  # with --realtime: a file's frames are the truth's frames
     p.set_defaults(fps=LIVE_FPS)
@@ -429,151 +66,6 @@ def add_live_command(subparsers) -> argparse.ArgumentParser:
                               'faces.csv, keyframes.csv and summary.json when it stops (Ctrl-C).')
     add_live_arguments(p)
     return p
-
-# %% ../nbs/14_live.ipynb #2f7a4f42
-OUT_FILES = ('faces.csv', 'keyframes.csv', 'summary.json')  # what `save_live` writes into --out
-
-def same_file(a: Path, b: Path) -> bool:
-    "Whether `a` and `b` name one file: the same path once links are followed, or the same file on disk."
-    if os.path.realpath(a) == os.path.realpath(b): return True
-    try: return os.path.samefile(a, b)
-    except OSError: return False
-
-def check_record(path: Path | None) -> Path | None:
-    "The recording's path, if it does not exist yet and its folder is writable."
-    if path is None: return None
-    if path.exists() or path.is_symlink():
-        raise FerStudyError(f"{path}: exists already; --record never replaces a file")
-    writable_dir(path.parent, 'recording folder')
-    return path
-
-def check_jsonl(target: str | None, append: bool) -> None:
-    "Fail naming the file when `--jsonl` would replace one: a file that exists needs `--jsonl-append`."
-    if append and target in (None, '-'):
-        raise ParamsError("--jsonl-append adds to the file --jsonl names: give --jsonl FILE")
-    if target in (None, '-') or append: return
-    path = Path(target)
-    if path.is_symlink() or path.is_file():
-        raise FerStudyError(f"{path}: exists already; --jsonl never replaces a file (--jsonl-append adds to its end)")
-
-def check_distinct(source: str, model: Path, out: Path, record: Path | None, jsonl: str | None) -> None:
-    "Fail naming both when --record or --jsonl names the source, the model, the other, or a table of --out."
-    named = {'the source': Path(source), '--model': model, **{f'--out {n}': out/n for n in OUT_FILES}}
-    outputs = {'--record': record, '--jsonl': None if jsonl in (None, '-') else Path(jsonl)}
-    for flag, path in outputs.items():
-        for other, q in {**named, **outputs}.items():
-            if path is not None and q is not None and other != flag and same_file(path, q):
-                raise FerStudyError(f"{path}: {flag} names {other} as well; give {flag} a file of its own")
-
-# %% ../nbs/14_live.ipynb #27a83c25
-@contextlib.contextmanager
-def jsonl_sink(target: str | None, append: bool = False):
-    "A function writing an object as one JSON line to `target` (a new file, or its end with `append`; '-': stdout)."
-    if target is None:
-        yield lambda obj: None
-        return
-    written = 0
-    try: f = sys.stdout if target == '-' else open(target, 'ab' if append else 'xb', buffering=0)
-    except FileExistsError: raise FerStudyError(f"{target}: exists already; --jsonl never replaces a file") from None
-    except OSError as e: raise FerStudyError(f"{target}: cannot write the JSON lines there ({e.strerror})") from None
-    made, failed = not append and f is not sys.stdout, []
-    def write(obj: dict) -> None:
-        nonlocal written
-        line = json.dumps(obj, allow_nan=False) + '\n'
-        if f is sys.stdout: f.write(line); f.flush()
-        elif failed: return
-        else:
-            end, data = f.seek(0, os.SEEK_END) if f.seekable() else None, line.encode()  # a pipe cannot seek
-            try:
-                while data: data = data[f.write(data):]
-            except OSError as e:  # a full disk: the lines stop, whole; the session goes on and saves its tables
-                if e.errno not in WRITE_ERRORS: raise
-                failed.append(e)
-                if end is not None:
-                    with contextlib.suppress(OSError): f.truncate(end)  # no half line at the end
-                print(f"[!] {target}: cannot write the JSON lines there ({e.strerror}); they stop here, the session "
-                      "goes on", file=sys.stderr)
-                return
-        written += 1
-    try: yield write
-    except BaseException:
-        if made and not written: Path(target).unlink(missing_ok=True)  # ours, and empty: a failed start leaves nothing
-        raise
-    finally:
-        if f is not sys.stdout: f.close()
-
-# %% ../nbs/14_live.ipynb #da68312c
-def follow(source: LiveSource, run, view: LiveView, send: Callable[[dict], None], stop: threading.Event,
-           status: dict, latencies: list[float]) -> None:
-    "Analyse the newest frame whenever the last one is done and send an update after each; meanwhile, one a second."
-    lock, done = threading.Lock(), threading.Event()
-    latest = dict(time=None, frame=None, latency=None, sent=-math.inf, end=0.0)
-    def publish() -> None:
-        with lock:  # the clock's thread and this one take turns
-            end = latest['end'] = max(latest['end'], source.clock())
-            send(view.update(end, state=source.state, time=latest['time'], frame=latest['frame'],
-                             keyframes=len(view.times), latency=latest['latency'], sampled=source.sampled,
-                             dropped=source.slot.dropped, **status))
-            latest['sent'] = time.monotonic()
-    def clock() -> None:  # while a frame is analysed: the window slides, the status moves, a quiet source is noticed
-        while not done.wait(max(0.05, latest['sent'] + 1 - time.monotonic())):
-            source.check()
-            if time.monotonic() - latest['sent'] >= 1: publish()
-    ticker = threading.Thread(target=clock, name='live-clock', daemon=True)
-    ticker.start()
-    try:
-        while not stop.is_set():
-            try: frame = source.slot.get(timeout=0.5)
-            except EOFError: return
-            if frame is None: continue
-            n = len(run.classifier.rows)
-            run.add(frame)
-            with run.timer('classify'): run.classifier.flush()
-            with lock:  # a frame and its latency change together: the clock's next update has both
-                view.add(frame.time, run.classifier.rows[n:])
-                latest.update(time=frame.time, frame=frame.index, latency=round(time.monotonic() - frame.arrival, 3))
-                latencies.append(latest['latency'])
-            publish()
-    finally:
-        done.set()
-        ticker.join()
-
-# %% ../nbs/14_live.ipynb #700df30e
-def _source_name(source: str) -> str:
-    return Path(source.rstrip('/')).name or source
-
-def warm_up(run) -> None:
-    "Run the face detector and the model once on blank pictures: the first frame should not wait for them to load."
-    from fer_study.video import KeyframeAnalysis
-    blank = KeyframeAnalysis('warm-up', run.classifier.model, run.meta, run.settings)
-    blank.add(Keyframe(0, 0.0, np.zeros((120, 160, 3), np.uint8)))
-    blank.classifier.add({}, np.zeros((100, 100, 3), np.uint8))
-    blank.classifier.flush()
-
-def save_live(run, source: LiveSource, out_dir: Path, seconds: float, state: str, latencies: Sequence[float],
-              truth=None) -> dict:
-    "Write the session's faces.csv, keyframes.csv and summary.json (with its `live` block) into `out_dir`; the summary."
-    from fer_study.summary import check_summary
-    from fer_study.video import write_results
-    info, end = source.info, source.now
-    if source.state == 'ended' and info and math.isfinite(info.duration): end = max(end, info.duration)
-    end = max([end] + [k['time'] for k in run.keyframes[-1:]])
-    table, kf_table = run.tables(end)
-    described = dict(fps=info.fps, width=info.width, height=info.height, rotation=info.rotation) if info else \
-        dict(fps=None, width=0, height=0, rotation=0)
-    video = dict(path=source.source, name=_source_name(source.source), duration=round(end, 4), **described,
-                 codec=info.codec if info else 'unknown')
-    width, height = source.frame_size or (0, 0)
-    keyframes = dict(path=source.source, duration=round(end, 4), **described, frame_width=width, frame_height=height,
-                     frames_decoded=source.frames_decoded, keyframes=len(kf_table), seconds=round(seconds, 3))
-    summary = run.summary(table, kf_table, end, video, keyframes, out_dir, seconds, truth)
-    p50, p95 = np.percentile(latencies, [50, 95]).round(3).tolist() if len(latencies) else (None, None)
-    summary['live'] = dict(source=shown(source.source), state=state, sampled=source.sampled,
-                           analysed=len(run.keyframes), dropped=source.slot.dropped, latency_p50=p50,
-                           latency_p95=p95)
-    check_summary(summary)
-    write_results(out_dir, table, kf_table, summary)
-    return summary
 
 # %% ../nbs/14_live.ipynb #ab4f3300
 def live_truth(args: argparse.Namespace):
@@ -595,7 +87,7 @@ def check_live_args(args: argparse.Namespace) -> tuple[VideoSettings, dict]:
     check_jsonl(args.jsonl, args.jsonl_append)
     check_distinct(args.source, args.model, args.out, args.record, args.jsonl)
     from fer_study.summary import source_record
-    from fer_study.video import others_results
+    from fer_study.results import others_results
     if other := others_results(args.out, source_record(args.source, args.out)):  # an earlier session of it may go
         raise FerStudyError(f"{args.out}: holds the results of {other}; give --out a folder of its own")
     return settings, options
@@ -624,7 +116,7 @@ def _live(args: argparse.Namespace, settings: VideoSettings, options: dict, reco
             Dashboard(args.host, args.port) as board:
         say(f"[*] dashboard: {board.url}")
         model, meta = load_model(args.model, pick_device(args.device))
-        run = KeyframeAnalysis(_source_name(args.source), model, {**meta, 'checkpoint': str(args.model)}, settings)
+        run = KeyframeAnalysis(source_name(args.source), model, {**meta, 'checkpoint': str(args.model)}, settings)
         warm_up(run)
         expr = keyframe_expr(settings.threshold, settings.fps, settings.min_gap)
         source = LiveSource(args.source, expr, args.input_format, options, args.realtime, record, args.reconnect, say)

@@ -20,7 +20,8 @@ from .core import FerStudyError, shown
 
 # %% auto #0
 __all__ = ['PR_SET_PDEATHSIG', 'EARLIER_KEPT', 'die_with_parent', 'child_options', 'Terminated', 'signal_status',
-           'sigterm_unwinds', 'interruption', 'StopRequest', 'stop_signals', 'worker_of', 'run_command', 'hold_folder']
+           'sigterm_unwinds', 'interruption', 'StopRequest', 'stop_signals', 'worker_of', 'side_by_side', 'run_command',
+           'hold_folder']
 
 # %% ../nbs/00a_procs.ipynb #497870f1
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
@@ -105,6 +106,33 @@ def worker_of(parent: int):
     try:
         with sigterm_unwinds(): yield
     except Terminated as stop: raise SystemExit(signal_status(stop.signum)) from None
+
+# %% ../nbs/00a_procs.ipynb #36454315
+def _forward(stream, prefix: str) -> None:
+    "Print each line of a child's output with `prefix`, as it comes."
+    for line in stream: print(f'{prefix}{line}', end='', flush=True)
+
+def side_by_side(commands: dict, at_once: int, env: dict | None = None) -> list:
+    "Run `commands` (name -> argv), `at_once` at a time, their lines printed after `[name] `; the names that failed."
+    import queue
+    pending, running, failed, ended = list(commands), {}, [], queue.Queue()
+    def watch(name, proc) -> None:
+        _forward(proc.stdout, f'[{name}] ')
+        ended.put((name, proc.wait()))
+    try:
+        while pending or running:
+            while pending and len(running) < at_once:
+                name = pending.pop(0)
+                running[name] = subprocess.Popen(commands[name], env=env, text=True, stdout=subprocess.PIPE,
+                                                 stderr=subprocess.STDOUT)
+                threading.Thread(target=watch, args=(name, running[name]), daemon=True).start()
+            name, status = ended.get()
+            del running[name]
+            if status != 0: failed.append(name)
+    finally:
+        for proc in running.values(): proc.terminate()
+        for proc in running.values(): proc.wait()
+    return failed
 
 # %% ../nbs/00a_procs.ipynb #22ddc665
 EARLIER_KEPT = 'earlier results are as they were'

@@ -5,12 +5,10 @@
 # %% ../nbs/06_train.ipynb #8b19aca4
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
 import math
-import os
 import shutil
 from pathlib import Path
 
@@ -23,11 +21,11 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from .core import (CLASSES, TRAINING_PRECISIONS, DatasetError, FerStudyError, ParamsError, atomic_path,
-                            get_param, pick_device, seed_everything, uses_bf16, write_text_atomic)
+                            get_param, seed_everything, uses_bf16, write_text_atomic)
+from .distributed import all_reduce, from_lead, init_distributed, same_data_everywhere
 from .losses import SparseCenterLoss
 from .metrics import METRIC_NAMES, best_per_metric, classification_metrics, format_block
 from .model import build_model, finite_numbers, model_meta, predict_probs, read_checkpoint
-from .procs import die_with_parent, hold_folder
 from .rafdb import load_images, normalize, random_five_crop_flip
 from .settings import DEVICES
 
@@ -35,7 +33,7 @@ from .settings import DEVICES
 __all__ = ['LOSSES', 'OPTIMIZERS', 'SCHEDULES', 'PARAM_KEYS', 'TRAINER_FILES', 'TrainConfig', 'check_config', 'train_config',
            'check_subsets', 'load_subsets', 'data_fingerprint', 'make_optimizer', 'steps_per_epoch', 'one_cycle',
            'make_schedule', 'TrainingDiverged', 'train_epoch', 'evaluate_subset', 'remove_run', 'summarize', 'report',
-           'init_distributed', 'same_data_everywhere', 'from_lead', 'train']
+           'train']
 
 # %% ../nbs/06_train.ipynb #dd28769d
 LOSSES = {'dacl': None, 'softmax': 0.0}  # softmax = the same model trained with lambda = 0
@@ -191,11 +189,6 @@ def _batches(n: int, batch_size: int, generator: torch.Generator, rank: int = 0,
     perm = torch.randperm(n, generator=generator)
     return [b.tensor_split(world)[rank] for b in perm.split(batch_size) if len(b) >= 2 * world]
 
-def _all_reduce(t: torch.Tensor, op=None) -> torch.Tensor:
-    "Sum (or `op`) of `t` over processes when training is distributed."
-    if dist.is_available() and dist.is_initialized(): dist.all_reduce(t, op=op or dist.ReduceOp.SUM)
-    return t
-
 # %% ../nbs/06_train.ipynb #18ef03eb
 def train_epoch(model, criterion, opt, data, cfg: TrainConfig, epoch: int, device, log_every: int = 10,
                 progress: bool = True, sched=None) -> dict:
@@ -230,13 +223,13 @@ def train_epoch(model, criterion, opt, data, cfg: TrainConfig, epoch: int, devic
         first_bad = torch.where((first_bad < 0) & ~torch.isfinite(total.detach()), torch.tensor(step, device=device),
                                 first_bad)
         if step % log_every == 0 or step == len(batches):
-            bad = _all_reduce(torch.where(first_bad < 0, 1 << 30, first_bad), dist.ReduceOp.MIN).item()
+            bad = all_reduce(torch.where(first_bad < 0, 1 << 30, first_bad), dist.ReduceOp.MIN).item()
             if bad < 1 << 30:
                 raise TrainingDiverged(f"loss is not finite at epoch {epoch}, step {bad}: "
                                        "lower optim.lr or check the data")
             s = (sums / seen).tolist()
             bar.set_postfix(L=f'{s[0]:.4f}', acc=f'{s[3]:.4f}')
-    sums = _all_reduce(torch.cat([sums, torch.tensor([seen], device=device, dtype=sums.dtype)]))
+    sums = all_reduce(torch.cat([sums, torch.tensor([seen], device=device, dtype=sums.dtype)]))
     s = (sums[:4] / max(sums[4].item(), 1)).tolist()
     return dict(loss=s[0], loss_softmax=s[1], loss_center=s[2], acc=s[3])
 
@@ -331,33 +324,6 @@ def report(summary: dict) -> str:
         '[!] Best Valid below is test-selected as in the official code: each metric maximized over epochs on test.',
         format_block('Best Valid', summary['best_valid_test_selected']),
         format_block(f"Test @ epoch {summary['selected_epoch']} (selected on validation)", summary['test'])])
-
-# %% ../nbs/06_train.ipynb #eac69f88
-def init_distributed(device_name: str) -> tuple[int, int, torch.device]:
-    "(rank, world size, device); starts the process group when launched by torchrun with several processes."
-    world = int(os.environ.get('WORLD_SIZE', 1))
-    device = pick_device(device_name)
-    if world == 1: return 0, 1, device
-    if device.type == 'cuda':
-        device = torch.device('cuda', int(os.environ.get('LOCAL_RANK', 0)))
-        torch.cuda.set_device(device)
-    if not dist.is_initialized(): dist.init_process_group('nccl' if device.type == 'cuda' else 'gloo')
-    return dist.get_rank(), world, device
-
-# %% ../nbs/06_train.ipynb #4d117a9b
-def same_data_everywhere(fingerprint: str) -> None:
-    "Stop every process, saying so, unless all of them hold the data of `fingerprint`."
-    prints = [None] * dist.get_world_size()
-    dist.all_gather_object(prints, fingerprint)
-    if len(set(prints)) > 1:
-        raise DatasetError(f"the machines hold different data ({len(set(prints))} fingerprints among "
-                           f"{len(prints)} processes): give each the same data folder and manifest")
-
-def from_lead(*values):
-    "`values` as process 0 has them, in every process."
-    shared = list(values)
-    dist.broadcast_object_list(shared, src=0)
-    return tuple(shared)
 
 # %% ../nbs/06_train.ipynb #37e2963a
 def train(data: dict, cfg: TrainConfig, out_dir: str | Path, dataset: str = 'unknown', progress: bool = True,

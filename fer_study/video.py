@@ -5,7 +5,6 @@
 # %% ../nbs/10_video.ipynb #007cf22e
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import time
@@ -13,7 +12,7 @@ from collections import defaultdict, deque
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -21,8 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .changes import ChangeDetector
-from .core import (POSITIVE_CLASSES, FerStudyError, ParamsError, atomic_files, folder_name, shown,
-                            writable_dir)
+from .core import POSITIVE_CLASSES, FerStudyError, shown, writable_dir
 from .estimate import announce_cost, should_estimate
 from .faces import Face, FaceFinder, align_face
 from .inference import FaceInference, inference_device
@@ -30,16 +28,16 @@ from .keyframes import Keyframe, KeyframeReport, probe_video, select_keyframes
 from .model import load_model
 from .rafdb import resize_face
 from .segments import TalkSegment, segments_block, video_segments, with_segments
+from .results import RESULT_FILES, output_dirs, output_names, write_results
 from .settings import VideoSettings, window_count
 from .summary import (SCHEMA_VERSION, VideoSummary, check_summary, keyframe_spans, read_summary,
-                               recorded_source, same_source, source_record, summarize_faces)
+                               source_record, summarize_faces)
 from .truth import VideoTruth, load_truth, truth_block, truth_files
 
 # %% auto #0
-__all__ = ['BOX_COLUMNS', 'LANDMARK_COLUMNS', 'RESULT_FILES', 'SYNTHETIC_NOTE', 'MIN_FRAME_SIDE', 'StageTimer', 'table_columns',
-           'face_record', 'label_probs', 'FaceClassifier', 'video_end', 'write_results', 'face_alignment',
-           'KeyframeAnalysis', 'analyze_video', 'others_results', 'output_names', 'check_videos', 'output_dirs',
-           'load_engine', 'analyze_videos', 'announce_costs', 'format_summary']
+__all__ = ['BOX_COLUMNS', 'LANDMARK_COLUMNS', 'SYNTHETIC_NOTE', 'MIN_FRAME_SIDE', 'StageTimer', 'table_columns', 'face_record',
+           'label_probs', 'FaceClassifier', 'video_end', 'face_alignment', 'KeyframeAnalysis', 'analyze_video',
+           'check_videos', 'load_engine', 'analyze_videos', 'announce_costs', 'format_summary']
 
 # %% ../nbs/10_video.ipynb #9df988e8
 class StageTimer:
@@ -147,16 +145,6 @@ def video_end(report: KeyframeReport) -> float:
     if math.isfinite(report.duration): return report.duration
     if math.isfinite(report.fps) and report.fps > 0: return report.frames_decoded / report.fps
     return float('nan')
-
-# %% ../nbs/10_video.ipynb #981dc906
-RESULT_FILES = ('faces.csv', 'keyframes.csv', 'summary.json')
-
-def write_results(out_dir: Path, table: pd.DataFrame, keyframes: pd.DataFrame, summary: dict) -> None:
-    "Write the three result files of one video into `out_dir` atomically, leaving every other file alone."
-    with atomic_files(out_dir, RESULT_FILES) as tmp:
-        table.to_csv(tmp['faces.csv'], index=False)
-        keyframes.to_csv(tmp['keyframes.csv'], index=False)
-        tmp['summary.json'].write_text(json.dumps(summary, indent=1, allow_nan=False) + '\n')
 
 # %% ../nbs/10_video.ipynb #72193283
 def face_alignment(meta: dict) -> tuple[np.ndarray | None, dict]:
@@ -297,45 +285,6 @@ def analyze_video(path: str | Path, model: torch.nn.Module | FaceInference, meta
     write_results(Path(staging) if staging else out_dir, table, kf_table, summary)
     return summary
 
-# %% ../nbs/10_video.ipynb #c5c72ddf
-def others_results(folder: Path, source: dict) -> str | None:
-    "Whose results `folder` holds if they are not `source`'s (a path, or what is there); None: free for `source`."
-    if folder.exists() and not folder.is_dir(): return 'a file, not a folder'
-    found = [n for n in RESULT_FILES if (folder/n).exists()]
-    if not found: return None
-    recorded = recorded_source(folder/'summary.json')
-    if recorded is not None and same_source(recorded, source): return None
-    return recorded['path'] if recorded else f"{', '.join(found)} that do not say whose they are"
-
-def _owned(folder: Path, source: dict) -> bool:
-    recorded = recorded_source(folder/'summary.json')
-    return recorded is not None and same_source(recorded, source)
-
-def _candidates(video: str | Path) -> Iterator[str]:
-    "A video's folder names in the order they are tried: its stem made safe, then with -2, -3, ..."
-    base = folder_name(Path(video).stem)
-    yield base
-    yield from (f'{base}-{k}' for k in itertools.count(2))
-
-def output_names(videos: Sequence[str | Path], out_dir: str | Path, name: str | None = None) -> list[str]:
-    "A folder in `out_dir` per video: the one holding its results, else its safe stem (-2, -3, ...) free of others'."
-    out, sources = Path(out_dir), [source_record(v, '.') for v in videos]
-    if name is not None:
-        if len(videos) != 1: raise ParamsError(f"--name {shown(name)!r} names one video's folder, not {len(videos)}")
-        if folder_name(name) != name:
-            raise ParamsError(f"--name {shown(name)!r} is not a folder name (it could be {folder_name(name)!r})")
-        if other := others_results(out/name, sources[0]):
-            raise FerStudyError(f"{out/name}: holds the results of {other}; give another --name, or move that folder")
-        return [name]
-    names = [None] * len(videos)
-    for i, (v, source) in enumerate(zip(videos, sources)):  # first, each video that has a folder goes back to it
-        for n in itertools.takewhile(lambda n: (out/n).exists(), _candidates(v)):
-            if n not in names and _owned(out/n, source): names[i] = n; break
-    for i, (v, source) in enumerate(zip(videos, sources)):
-        if names[i] is None:
-            names[i] = next(n for n in _candidates(v) if n not in names and others_results(out/n, source) is None)
-    return names
-
 # %% ../nbs/10_video.ipynb #3e08eaec
 MIN_FRAME_SIDE = 32  # pixels; dlib's HOG detector finds no face below about 80
 
@@ -353,19 +302,6 @@ def check_videos(videos: Sequence[str | Path], settings: VideoSettings = VideoSe
                                 f"(at least {MIN_FRAME_SIDE} on each side)")
         window_count(info.duration, settings.window)
     return videos
-
-# %% ../nbs/10_video.ipynb #3240f833
-@contextmanager
-def output_dirs(names: Sequence[str], out_dir: str | Path):
-    "Yield the folders `out_dir/<name>`, made if needed and writable; on failure remove the empty ones it made."
-    dirs = [Path(out_dir)/name for name in names]
-    made = [d for d in dirs if not d.exists()]
-    try: yield [writable_dir(d, 'output folder') for d in dirs]
-    except BaseException:
-        for d in made:
-            try: d.rmdir()  # only if still empty: never anything the user put there meanwhile
-            except OSError: pass
-        raise
 
 # %% ../nbs/10_video.ipynb #e35206f1
 def load_engine(model_path: str | Path, settings: VideoSettings = VideoSettings()) -> tuple[FaceInference, dict]:

@@ -10,7 +10,8 @@ from pathlib import Path
 import psutil
 import yaml
 
-from fer_study.cli import main, run_data
+from fer_study.cli import main
+from fer_study.study import run_data
 from fer_study.core import load_params
 from fer_study.model import read_checkpoint
 from fer_study.testing import write_fake_rafdb

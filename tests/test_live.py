@@ -20,7 +20,8 @@ import pytest
 
 from fer_study.core import CLASSES
 from fer_study.keyframes import ffmpeg_exe, keyframe_expr, probe_video, select_keyframes
-from fer_study.live import LiveSource, main
+from fer_study.live import main
+from fer_study.live_source import LiveSource
 from fer_study.summary import WindowBlock, check_summary, keyframe_spans, read_summary, summarize_faces
 from fer_study.synth import make_demo_video, truth_paths
 from fer_study.testing import demo_checkpoint, make_test_video
