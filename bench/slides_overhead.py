@@ -26,7 +26,8 @@ from pathlib import Path
 from fer_study.keyframes import select_keyframes
 from fer_study.settings import SCENE_MIN_GAP, VideoSettings
 from fer_study.slides import find_slide_region, match_changes, slide_changes
-from fer_study.synth import make_screenshare_video, slide_truth_path, truth_paths
+from fer_study.screen import slide_truth_path
+from fer_study.synth import make_screenshare_video, truth_paths
 
 
 def cpu_flags() -> str:

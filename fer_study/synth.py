@@ -24,14 +24,14 @@ from .core import CLASSES, DatasetError, atomic_dir, atomic_path, write_text_ato
 from .rafdb import BASIC_DIR, IMAGE_DIR, LABEL_FILE, aligned_path, image_name
 from .render import Condition, Identity, action_units, background_image, draw_person, random_identity
 from .render import sample_face  # the faces of the dataset; other modules import it from here too
+from .screen import SCREEN_WIDTH, Screen, plan_screen, write_slide_truth
 
 # %% auto #0
 __all__ = ['RAF_COUNTS', 'JPEG_QUALITY', 'GENERATOR_VERSION', 'MARKER_FILE', 'FRAME_SIZE', 'TILE_GAP', 'BLINK_GAP', 'BLINK_HALF',
            'TILE_FACE_HALF_WIDTH', 'CAMERA_OFF', 'CAMERA_NOISE', 'WEBCAM_GAIN', 'WEBCAM_NOISE', 'WEBCAM_SHAKE',
-           'SCREEN_WIDTH', 'SLIDE_KINDS', 'CLIP_CUT', 'class_counts', 'is_synthetic', 'make_synthetic_rafdb', 'Segment',
-           'emotion_timeline', 'expression_at', 'gallery_tiles', 'Shot', 'webcam_shots', 'video_comment',
-           'generated_call', 'truth_paths', 'make_demo_video', 'make_gallery_video', 'slide_sequence', 'slide_kind',
-           'slide_truth_path', 'make_screenshare_video']
+           'class_counts', 'is_synthetic', 'make_synthetic_rafdb', 'Segment', 'emotion_timeline', 'expression_at',
+           'gallery_tiles', 'Shot', 'webcam_shots', 'video_comment', 'generated_call', 'truth_paths', 'make_demo_video',
+           'make_gallery_video', 'make_screenshare_video']
 
 # %% ../nbs/02_synth.ipynb #8af44e8f
 RAF_COUNTS: dict[str, tuple[int, ...]] = {'train': (1290, 281, 717, 4772, 1982, 705, 2524),
@@ -229,7 +229,7 @@ def _shake(arr: np.ndarray, truth: list, dx: int, dy: int) -> tuple[np.ndarray, 
 
 # %% ../nbs/02_synth.ipynb #2a1d8e85
 def _render_frame(people: list[_Participant], tiles: list[Image.Image], rects: list[tuple], size: tuple, t: float,
-                  noise_seed: list, shot: Shot = Shot(), screen: _Screen | None = None) -> tuple[np.ndarray, list]:
+                  noise_seed: list, shot: Shot = Shot(), screen: Screen | None = None) -> tuple[np.ndarray, list]:
     "One video frame at `t` seconds (with the shared `screen`, if any) and, per visible participant, box and emotion."
     frame = Image.new('RGB', size, (28, 28, 32))
     if screen: screen.paint(frame, t)
@@ -299,7 +299,7 @@ class _Call:
     "A video call to render: its participants in their tiles, frame size and rate, the camera, the truth's extras."
     generator: str; layout: str; seed: int; fps: int; frames: int; size: tuple; rects: list; people: list
     shots: list | None = None; extra: dict | None = None  # extra: keys of the truth summary beyond the common ones
-    screen: _Screen | None = None
+    screen: Screen | None = None
 
     def frame(self, i: int, tiles: list[Image.Image]) -> tuple[np.ndarray, list]:
         "Frame `i` (painted on the background `tiles`) and its truth rows."
@@ -381,96 +381,6 @@ def make_gallery_video(path: str | Path, rows: int = 4, cols: int = 4, size: tup
                       webcam, dict(tiles=tiles))
     return _make_video(Path(path), call)
 
-# %% ../nbs/02_synth.ipynb #073efc74
-SCREEN_WIDTH = 0.7     # the shared screen's share of the frame's width
-SLIDE_KINDS = ('plain', 'cursor', 'caret', 'video')
-CLIP_CUT = 1.5         # seconds between the cuts of the video playing inside a slide
-_THEMES = {'light': [(250, 250, 247), (252, 243, 214), (222, 236, 250), (250, 226, 214), (226, 244, 226)],
-           'dark': [(28, 40, 72), (40, 52, 44), (60, 30, 50), (34, 34, 40), (20, 70, 80)]}
-
-def slide_sequence(n: int) -> list[int]:
-    "The slide shown in each of `n` segments: 0 to 4, slide 1 again, then new slides 6, 7, ..."
-    seq = [0, 1, 2, 3, 4, 1][:n]
-    return seq + list(range(6, 6 + n - len(seq)))
-
-def slide_kind(slide: int) -> str:
-    "What moves on slide number `slide`: nothing, a cursor, a caret or a video, in turn."
-    return SLIDE_KINDS[slide % len(SLIDE_KINDS)] if slide < 6 else SLIDE_KINDS[(slide - 6) % len(SLIDE_KINDS)]
-
-# %% ../nbs/02_synth.ipynb #80ec25b3
-def _slide_image(rng: np.random.Generator, slide: int, size: tuple) -> Image.Image:
-    "The still picture of slide number `slide`: a theme colour, a title bar and bullet bars in one or two columns."
-    w, h = size
-    dark = slide % 2 == 1
-    ground = _THEMES['dark' if dark else 'light'][(slide // 2) % 5]
-    ink = (215, 215, 210) if dark else (70, 70, 80)
-    accent = tuple(int(c) for c in rng.integers(40, 220, 3))
-    img = Image.new('RGB', size, ground)
-    draw = ImageDraw.Draw(img)
-    draw.rectangle((w // 16, h // 14, int(w * rng.uniform(0.45, 0.85)), h // 14 + h // 10), fill=accent)
-    cols = 1 + int(rng.random() < 0.5)
-    for c in range(cols):
-        for r in range(int(rng.integers(3, 6))):
-            x0, y0 = w // 16 + c * w // 2, h // 4 + r * h // 8
-            draw.ellipse((x0, y0, x0 + h // 40, y0 + h // 40), fill=accent)
-            draw.rectangle((x0 + h // 20, y0, x0 + int(w / cols * rng.uniform(0.3, 0.8)), y0 + h // 40), fill=ink)
-    return img
-
-@dataclass(frozen=True)
-class _Screen:
-    "A shared screen: where it lies in the frame, its slides' pictures, and when each segment starts showing which."
-    rect: tuple; images: dict; starts: list; slides: list
-
-    def slide_at(self, t: float) -> int:
-        "The slide on screen at `t` seconds."
-        return self.slides[max(k for k, s in enumerate(self.starts) if s <= t or k == 0)]
-
-    def paint(self, frame: Image.Image, t: float):
-        "Paint the screen at `t` seconds into `frame`: the slide, and the cursor, caret or video moving on it."
-        x0, y0, x1, y1 = self.rect
-        w, h = x1 - x0, y1 - y0
-        slide = self.slide_at(t)
-        img, kind, u = self.images[slide].copy(), slide_kind(slide), h / 360
-        draw = ImageDraw.Draw(img)
-        if kind == 'cursor':
-            cx = w * (0.5 + 0.3 * math.sin(2 * math.pi * t / 3.1))
-            cy = h * (0.55 + 0.25 * math.sin(2 * math.pi * t / 2.3))
-            arrow = [(0, 0), (0, 17), (4, 13), (8, 20), (11, 19), (7, 12), (12, 12)]
-            draw.polygon([(cx + u * a, cy + u * b) for a, b in arrow], fill=(10, 10, 10), outline=(250, 250, 250))
-        elif kind == 'caret' and t % 1.0 < 0.5:
-            draw.rectangle((w * 0.62, h * 0.86, w * 0.62 + 2 * u, h * 0.86 + 16 * u), fill=(20, 20, 20))
-        elif kind == 'video':
-            vx0, vy0, vx1, vy1 = int(w * 0.62), int(h * 0.3), int(w * 0.94), int(h * 0.66)
-            cut = int(t // CLIP_CUT)
-            base = np.array([(90 + 70 * cut) % 200, (150 + 110 * cut) % 200, (60 + 50 * cut) % 200]) + 30
-            draw.rectangle((vx0, vy0, vx1, vy1), fill=tuple(int(c) for c in base))
-            bx = vx0 + (vx1 - vx0) * (0.5 + 0.4 * math.sin(2 * math.pi * t / 1.7))
-            by = vy0 + (vy1 - vy0) * (0.5 + 0.35 * math.cos(2 * math.pi * t / 1.1))
-            r = 12 * u
-            draw.ellipse((bx - r, by - r, bx + r, by + r), fill=(240, 240, 60))
-        frame.paste(img, (x0, y0))
-
-def _plan_screen(seed: int, rect: tuple, duration: float, fps: int, seconds: float) -> _Screen:
-    "Slides changing about every `seconds` (+-20 %), on whole frames, over `duration` seconds in the screen `rect`."
-    rng = np.random.default_rng([seed, 11])
-    n = max(1, int(duration / seconds))
-    cuts = np.cumsum(rng.uniform(0.8, 1.2, n)) * seconds
-    starts = [0.0] + [round(c * fps) / fps for c in cuts[:-1] if c < duration - seconds / 2]
-    slides = slide_sequence(len(starts))
-    size = (rect[2] - rect[0], rect[3] - rect[1])
-    return _Screen(tuple(rect), {s: _slide_image(np.random.default_rng([seed, 12, s]), s, size) for s in set(slides)},
-                   starts, slides)
-
-# %% ../nbs/02_synth.ipynb #f0ad67a8
-def slide_truth_path(video: str | Path) -> Path:
-    "Where a screen-share call's slide changes lie: `<video>.slides.csv`."
-    return Path(video).with_suffix('.slides.csv')
-
-def _write_slide_truth(path: Path, screen: _Screen):
-    "The slide changes of `screen`: time, slide number and kind, one row per segment."
-    rows = ''.join(f'{t:g},{s},{slide_kind(s)}\n' for t, s in zip(screen.starts, screen.slides))
-    write_text_atomic(slide_truth_path(path), 'time,slide,kind\n' + rows)
-
 # %% ../nbs/02_synth.ipynb #66b59dbd
 def make_screenshare_video(path: str | Path, seed: int = 0, duration: float = 18.0, size: tuple[int, int] = FRAME_SIZE,
                            fps: int = 10, people: int = 3, slide_seconds: float = 3.0) -> Path:
@@ -481,10 +391,10 @@ def make_screenshare_video(path: str | Path, seed: int = 0, duration: float = 18
     split = int(size[0] * SCREEN_WIDTH) // 2 * 2
     strip = [(x0 + split + TILE_GAP, y0, x1 + split + TILE_GAP, y1)
              for x0, y0, x1, y1 in gallery_tiles(people, 1, (size[0] - split - TILE_GAP, size[1]))]
-    screen = _plan_screen(seed, (0, 0, split, size[1]), duration, fps, slide_seconds)
+    screen = plan_screen(seed, (0, 0, split, size[1]), duration, fps, slide_seconds)
     extra = dict(screen=list(screen.rect), tiles={f'P{k + 1}': list(r) for k, r in enumerate(strip)})
     call = replace(_plan_call('make_screenshare_video', f'screen share + {people}', people, 1, size, seed, duration,
                               fps, None, False, extra), rects=strip, screen=screen)
     _make_video(Path(path), call)
-    _write_slide_truth(Path(path), screen)
+    write_slide_truth(Path(path), screen)
     return Path(path)

@@ -8,7 +8,8 @@ import pytest
 
 from fer_study.keyframes import REGION_STEP, select_keyframes
 from fer_study.slides import SLIDE_THRESHOLD, detect_slides, find_slide_region, match_changes, slide_changes
-from fer_study.synth import make_gallery_video, make_screenshare_video, slide_truth_path, truth_paths
+from fer_study.screen import slide_truth_path
+from fer_study.synth import make_gallery_video, make_screenshare_video, truth_paths
 
 
 @pytest.fixture(scope='module', params=[0, 5])
