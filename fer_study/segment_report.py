@@ -60,10 +60,12 @@ def thumbnail_frames(keyframes: pd.DataFrame, items: Sequence[dict]) -> dict[str
             picks[s['label']] = int(inside['frame'].iloc[middle])
     return picks
 
-def thumbnail_uri(image: np.ndarray, region: Sequence[int] | None = None, width: int = 160) -> str:
-    "A small JPEG of `image` (cropped to the region x, y, w, h if given) as a data URI for an <img>."
+def thumbnail_uri(image: np.ndarray, region: Sequence[int] | None = None, frame_width: int | None = None,
+                  width: int = 160) -> str:
+    "A small JPEG of `image`, cropped to `region` (x, y, w, h of a frame `frame_width` wide), as a data URI."
     if region is not None:
-        x, y, w, h = (int(v) for v in region)
+        scale = image.shape[1] / (frame_width or image.shape[1])  # the region is in the video's pixels
+        x, y, w, h = (round(v * scale) for v in region)
         image = image[y:y + h, x:x + w]
     im = Image.fromarray(np.ascontiguousarray(image))
     im.thumbnail((width, width))

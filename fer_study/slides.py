@@ -14,10 +14,11 @@ from scipy import ndimage
 
 from .core import FerStudyError
 from .keyframes import KeyframeStream, VideoInfo, probe_video, select_keyframes
+from .settings import MIN_SLIDE, SLIDE_THRESHOLD
 
 # %% auto #0
-__all__ = ['MIN_REGION', 'SLIDE_THRESHOLD', 'MIN_SLIDE', 'SlideError', 'parse_region', 'slide_changes', 'detect_slides',
-           'match_changes', 'largest_rectangle', 'find_slide_region']
+__all__ = ['MIN_REGION', 'SlideError', 'parse_region', 'slide_changes', 'detect_slides', 'match_changes', 'largest_rectangle',
+           'find_slide_region', 'slide_region']
 
 # %% ../nbs/08a_slides.ipynb #83b586da
 MIN_REGION = 16
@@ -42,9 +43,6 @@ def parse_region(text: str, width: int, height: int, flag: str = '--slides') -> 
     return x, y, w, h
 
 # %% ../nbs/08a_slides.ipynb #b0e8e6cb
-SLIDE_THRESHOLD = 0.15  # scene score of the shrunken region above which the screen may have changed
-MIN_SLIDE = 2.0         # seconds the screen must stay settled after a change
-
 def slide_changes(scores: Iterable[tuple[float, float]], threshold: float = SLIDE_THRESHOLD,
                   min_slide: float = MIN_SLIDE) -> Iterator[float]:
     "Times at which a new slide opens: a score above `threshold`, then `min_slide` seconds with none."
@@ -123,3 +121,13 @@ def find_slide_region(path: str | Path, samples: int = 12, gap: float = 0.5, spa
     x, y, w, h = round(x * sx), round(y * sy), round(w * sx), round(h * sy)
     region = (x, y, min(w, info.width - x), min(h, info.height - y))
     return region, f"a shared screen at {','.join(map(str, region))} ({share:.0%} of the frame)"
+
+# %% ../nbs/08a_slides.ipynb #a342d958
+def slide_region(path: str | Path, spec: str, info: VideoInfo | None = None
+                 ) -> tuple[tuple[int, int, int, int] | None, str | None]:
+    "The slide region `spec` (`x,y,w,h` or `auto`) names in `path`'s frame, and what `auto` found (None otherwise)."
+    if spec.strip().lower() == 'auto':
+        region, said = find_slide_region(path)
+        return region, f"{Path(path).name}: slides: {said}"
+    info = info or probe_video(path)
+    return parse_region(spec, info.width, info.height), None

@@ -21,7 +21,8 @@ from conftest import Tab, chromium
 
 from fer_study.cli import main
 from fer_study.core import CLASSES, folder_name
-from fer_study.synth import make_demo_video
+from fer_study.screen import slide_truth_path
+from fer_study.synth import make_demo_video, make_screenshare_video
 from fer_study.testing import demo_checkpoint
 
 BIN = Path(sys.executable).parent
@@ -80,6 +81,7 @@ def test_video_report_writes_the_metrics_of_its_video(video_report):
 
 SEGMENT_ROWS = """[...document.querySelectorAll('tr.segment')].map(r => ({
     label: r.querySelector('b').textContent, thumb: r.querySelector('img.thumb')?.naturalWidth ?? 0,
+    ratio: (r.querySelector('img.thumb')?.naturalWidth ?? 0) / (r.querySelector('img.thumb')?.naturalHeight || 1),
     bar: r.querySelector('.bar').getBoundingClientRect().width, colours: r.querySelectorAll('.bar span').length}))"""
 
 
@@ -109,6 +111,24 @@ def test_a_report_cut_by_an_agenda_has_a_row_per_item_with_thumbnail_and_bar(inp
         rows = asyncio.run(segment_rows(devtools, (folder / 'report.html').as_uri()))
     assert [r['label'] for r in rows] == ['welcome', 'questions']
     assert all(r['thumb'] > 0 and r['bar'] > 100 and r['colours'] > 0 for r in rows), rows
+
+
+def test_a_report_cut_by_slides_shows_each_slide_cropped_to_the_shared_screen(inputs, tmp_path):
+    d, _, ckpt = inputs
+    call = make_screenshare_video(tmp_path / 'talk.mp4', seed=0, duration=9)
+    r = fer_study('report', call, '--model', ckpt, '--out', tmp_path / 'out', '--fps', 2, '--conf-threshold', 0,
+                  '--slides', 'auto')
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    folder = tmp_path / 'out' / 'talk'
+    block = json.loads((folder / 'summary.json').read_text())['segments']
+    slides = len(slide_truth_path(call).read_text().splitlines()) - 1  # the truth: a row per slide shown
+    assert [s['label'] for s in block['items']] == [f'slide {k}' for k in range(1, slides + 1)]
+    x, y, w, h = block['region']
+    assert '>By slide<' in (folder / 'report.html').read_text()
+    with chromium(tmp_path / 'profile') as devtools:
+        rows = asyncio.run(segment_rows(devtools, (folder / 'report.html').as_uri()))
+    assert len(rows) == slides and all(r['thumb'] > 0 and r['bar'] > 100 for r in rows), rows
+    assert all(abs(r['ratio'] - w / h) < 0.05 for r in rows), (rows, w / h)  # the screen's shape, not the frame's
 
 
 def saturated_fraction(png: Path) -> float:
