@@ -153,7 +153,7 @@ def analyze_on_worker(video: FileRef, name: str, truth: FileRef | None, model: F
 # %% ../nbs/10c_cluster.ipynb #286e7b42
 def submitter_summary(summary: dict, video: Path, truth: Path | None, model: Path, folder: Path) -> dict:
     "A worker's summary with the paths the submitting machine knows: the video, truth, checkpoint and output files."
-    from fer_study.summary import source_record
+    from fer_study.results import source_record
     from fer_study.results import RESULT_FILES
     summary = json.loads(json.dumps(summary))
     summary['video']['path'] = summary['keyframes']['path'] = shown(str(video))  # shown: valid UTF-8, as analyze's

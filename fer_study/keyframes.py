@@ -25,9 +25,10 @@ from .procs import child_options
 from .settings import VideoSettings
 
 # %% auto #0
-__all__ = ['SELECT_FUNCTIONS', 'STAND_IN', 'VideoError', 'ffmpeg_exe', 'VideoInfo', 'ffmpeg_error', 'parse_ffmpeg_header',
-           'check_video_file', 'probe_video', 'keyframe_expr', 'select_rule', 'output_size', 'ffmpeg_args',
-           'keyframe_command', 'Keyframe', 'KeyframeReport', 'KeyframeStream', 'select_keyframes', 'frames_at']
+__all__ = ['SELECT_FUNCTIONS', 'STAND_IN', 'REGION_WIDTH', 'REGION_STEP', 'VideoError', 'ffmpeg_exe', 'VideoInfo', 'ffmpeg_error',
+           'parse_ffmpeg_header', 'check_video_file', 'probe_video', 'keyframe_expr', 'select_rule', 'output_size',
+           'ffmpeg_args', 'keyframe_command', 'Keyframe', 'KeyframeReport', 'parse_region_scores', 'KeyframeStream',
+           'select_keyframes', 'frames_at']
 
 # %% ../nbs/08_keyframes.ipynb #adb8681b
 class VideoError(FerStudyError):
@@ -141,13 +142,25 @@ def ffmpeg_args(graph, cmd: Sequence[str], names: dict[str, str]) -> list[str]:
     return [names.get(a, a) for a in graph.compile(cmd=list(cmd))]
 
 # %% ../nbs/08_keyframes.ipynb #eae02349
-def keyframe_command(path: str | Path, expr: str, size: tuple[int, int], stats_fd: int) -> list[str]:
-    "FFmpeg arguments that stream the selected frames of `path` as rgb24 at `size` to stdout."
-    stream = (ffmpeg.input(STAND_IN)['V:0']
-              .filter('select', expr)
-              .filter('scale', size[0], size[1], flags='area'))
+REGION_WIDTH = 64   # the region is scored at this width: a cursor or a caret shrinks to a pixel or two
+REGION_STEP = 0.2   # seconds between the region's scored frames
+
+def keyframe_command(path: str | Path, expr: str, size: tuple[int, int], stats_fd: int,
+                     region: tuple[int, int, int, int] | None = None, scores_fd: int | None = None) -> list[str]:
+    "FFmpeg arguments that stream the selected frames of `path` as rgb24 at `size` to stdout (and `region`'s scores)."
+    stream = ffmpeg.input(STAND_IN)['V:0']
+    if region:
+        parts = stream.split()
+        stream, crop = parts[0], parts[1]
+        x, y, w, h = region
+        step = f'isnan(prev_selected_t)+gte(t-prev_selected_t,{REGION_STEP - 1e-3:g})'
+        scores = (crop.filter('select', step).crop(x, y, w, h).filter('scale', REGION_WIDTH, -2, flags='area')
+                  .filter('select', 'gte(scene,0)')
+                  .filter('metadata', mode='print', key='lavfi.scene_score', file=f'pipe:{scores_fd}'))
+    stream = stream.filter('select', expr).filter('scale', size[0], size[1], flags='area')
     out = stream.output('pipe:', format='rawvideo', pix_fmt='rgb24', fps_mode='passthrough', enc_time_base='demux',
                         an=None, sn=None, stats_enc_pre=f'pipe:{stats_fd}', stats_enc_pre_fmt='{ni} {ti}')
+    if region: out = ffmpeg.merge_outputs(out, scores.output('-', format='null', fps_mode='passthrough'))
     return ffmpeg_args(out, [ffmpeg_exe(), '-nostdin', '-hide_banner', '-nostats', '-v', 'verbose'],
                        {STAND_IN: f'file:{path}'})
 
@@ -178,13 +191,21 @@ class KeyframeReport:
     def as_dict(self) -> dict: return asdict(self)
 
 # %% ../nbs/08_keyframes.ipynb #f572a27e
+def parse_region_scores(lines: Iterable[str]) -> Iterator[tuple[float, float]]:
+    "(time, scene score) pairs from the lines FFmpeg's `metadata=print` writes: `frame:.. pts_time:T`, `..score=S`."
+    t = None
+    for line in lines:
+        if line.startswith('frame:'): t = float(line.rsplit('pts_time:', 1)[1])
+        elif line.startswith('lavfi.scene_score=') and t is not None: yield t, float(line.split('=', 1)[1])
+
 class KeyframeStream:
     "Iterable over a video's keyframes; `report` is filled in once the iteration has finished."
     def __init__(self, path: str | Path, threshold: float = VideoSettings.threshold, fps: float | None = None,
                  min_gap: float = 0.0, max_width: int | None = 1920, include_first: bool = True,
-                 expr: str | None = None):
+                 expr: str | None = None, region: tuple[int, int, int, int] | None = None):
         self.info = probe_video(path)
         self.path, self.report, self.process = Path(path), None, None
+        self.region, self.region_scores = region, []
         self.expr = expr or keyframe_expr(threshold, fps, min_gap, include_first)
         self.size = output_size(self.info.width, self.info.height, max_width)
 
@@ -192,16 +213,20 @@ class KeyframeStream:
         w, h = self.size
         nbytes, start, kept = w * h * 3, time.perf_counter(), 0
         rfd, wfd = os.pipe()
+        sfd, swfd = os.pipe() if self.region else (None, None)
+        fds = (wfd, swfd) if self.region else (wfd,)
         try:
-            proc = self.process = subprocess.Popen(keyframe_command(self.path, self.expr, self.size, wfd),
+            proc = self.process = subprocess.Popen(keyframe_command(self.path, self.expr, self.size, wfd, self.region,
+                                                                    swfd),
                                                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                                   stderr=subprocess.PIPE, pass_fds=(wfd,),
-                                                   **child_options())
-        finally: os.close(wfd)
+                                                   stderr=subprocess.PIPE, pass_fds=fds, **child_options())
+        finally:
+            for fd in fds: os.close(fd)
         log = deque(maxlen=200)
-        drain = threading.Thread(target=lambda: log.extend(l.decode(errors='replace') for l in proc.stderr),
-                                 daemon=True)
-        drain.start()
+        drains = [threading.Thread(target=lambda: log.extend(l.decode(errors='replace') for l in proc.stderr),
+                                   daemon=True)]
+        if self.region: drains.append(threading.Thread(target=self._gather_scores, args=(sfd,), daemon=True))
+        for d in drains: d.start()
         stats = os.fdopen(rfd, 'rb')
         try:
             while True:
@@ -213,11 +238,17 @@ class KeyframeStream:
                 index, t = (int(line[0]), float(line[1])) if len(line) == 2 else (-1, float('nan'))
                 kept += 1
                 yield Keyframe(index, t, np.frombuffer(buf, np.uint8).reshape(h, w, 3))
-            proc.wait(); drain.join()
+            proc.wait()
+            for d in drains: d.join()
         finally:
             if proc.poll() is None: proc.kill(); proc.wait()
             stats.close(); proc.stdout.close()
         self.report = self._check(''.join(log), proc.returncode, kept, time.perf_counter() - start)
+
+    def _gather_scores(self, fd: int):
+        "Append the region's (time, score) pairs from pipe `fd` to `region_scores` until FFmpeg closes it."
+        with os.fdopen(fd, 'rb') as f:
+            for pair in parse_region_scores(l.decode(errors='replace') for l in f): self.region_scores.append(pair)
 
     def _check(self, log: str, rc: int, kept: int, seconds: float) -> KeyframeReport:
         "Turn FFmpeg's exit status and final statistics into a report, or a `VideoError`."
@@ -233,9 +264,10 @@ class KeyframeStream:
 
 # %% ../nbs/08_keyframes.ipynb #d6f0471c
 def select_keyframes(path: str | Path, threshold: float = VideoSettings.threshold, fps: float | None = None,
-                     min_gap: float = 0.0, max_width: int | None = 1920, include_first: bool = True) -> KeyframeStream:
+                     min_gap: float = 0.0, max_width: int | None = 1920, include_first: bool = True,
+                     region: tuple[int, int, int, int] | None = None) -> KeyframeStream:
     "Keyframes of `path` by scene change above `threshold` (or `fps` a second), `min_gap` s apart, <= `max_width` wide."
-    return KeyframeStream(path, threshold, fps, min_gap, max_width, include_first)
+    return KeyframeStream(path, threshold, fps, min_gap, max_width, include_first, region=region)
 
 # %% ../nbs/08_keyframes.ipynb #a26d2ee5
 def frames_at(path: str | Path, indices: Iterable[int], max_width: int | None = 1920) -> dict[int, np.ndarray]:

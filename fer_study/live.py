@@ -86,7 +86,7 @@ def check_live_args(args: argparse.Namespace) -> tuple[VideoSettings, dict]:
     check_record(args.record)
     check_jsonl(args.jsonl, args.jsonl_append)
     check_distinct(args.source, args.model, args.out, args.record, args.jsonl)
-    from fer_study.summary import source_record
+    from fer_study.results import source_record
     from fer_study.results import others_results
     if other := others_results(args.out, source_record(args.source, args.out)):  # an earlier session of it may go
         raise FerStudyError(f"{args.out}: holds the results of {other}; give --out a folder of its own")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -14,10 +15,11 @@ from typing import Iterator, Sequence
 import pandas as pd
 
 from .core import FerStudyError, ParamsError, atomic_files, folder_name, shown, writable_dir
-from .summary import recorded_source, same_source, source_record
+from .summary import SourceEntry
 
 # %% auto #0
-__all__ = ['RESULT_FILES', 'write_results', 'results_source', 'others_results', 'output_names', 'output_dirs']
+__all__ = ['RESULT_FILES', 'write_results', 'source_record', 'same_source', 'recorded_source', 'results_source', 'others_results',
+           'output_names', 'output_dirs']
 
 # %% ../nbs/09f_results.ipynb #981dc906
 RESULT_FILES = ('faces.csv', 'keyframes.csv', 'summary.json')
@@ -28,6 +30,30 @@ def write_results(out_dir: Path, table: pd.DataFrame, keyframes: pd.DataFrame, s
         table.to_csv(tmp['faces.csv'], index=False)
         keyframes.to_csv(tmp['keyframes.csv'], index=False)
         tmp['summary.json'].write_text(json.dumps(summary, indent=1, allow_nan=False) + '\n')
+
+# %% ../nbs/09f_results.ipynb #f21e5ca7
+def source_record(source: str | Path, folder: str | Path) -> SourceEntry:
+    "The `source` block of results in `folder` read from `source`: a file by absolute path, size and last change."
+    try: stat = os.stat(source) if Path(source).is_file() else None
+    except OSError: stat = None
+    return dict(path=shown(os.path.abspath(source) if stat else str(source)), size=stat and stat.st_size,
+                mtime_ns=stat and stat.st_mtime_ns, folder=shown(Path(folder).name))
+
+def same_source(a: dict, b: dict) -> bool:
+    "Whether two `source` blocks name one source: the same path, or a file of the same size and last change."
+    return a.get('path') == b.get('path') or (a.get('size') is not None and
+                                              (a.get('size'), a.get('mtime_ns')) == (b.get('size'), b.get('mtime_ns')))
+
+def recorded_source(path: str | Path) -> dict | None:
+    "The `source` block of the summary at `path` (an older summary: its video's path), None where it names none."
+    try: obj = json.loads(Path(path).read_text())
+    except (OSError, ValueError): return None
+    if not isinstance(obj, dict): return None
+    if isinstance(obj.get('source'), dict): return obj['source']
+    video = obj.get('video')
+    if isinstance(video, dict) and isinstance(video.get('path'), str):
+        return dict(path=shown(os.path.abspath(video['path'])), size=None, mtime_ns=None)
+    return None
 
 # %% ../nbs/09f_results.ipynb #c5c72ddf
 def results_source(folder: Path, source: dict) -> tuple[dict | None, bool]:

@@ -20,14 +20,16 @@ import pandas as pd
 
 from .core import POSITIVE_CLASSES, FerStudyError, shown
 from .keyframes import VideoError, check_video_file, ffmpeg_exe
+from .settings import MIN_SLIDE, SLIDE_THRESHOLD
+from .slides import slide_changes
 from .stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, resample_counts, resample_indices
 from .summary import SegmentsBlock, amounts_block, class_index
 
 # %% auto #0
 __all__ = ['SEGMENT_SOURCES', 'SEGMENT_KEYS', 'END_TOLERANCE', 'MIN_SEGMENT_SECONDS', 'MIN_SEGMENT_KEYFRAMES',
            'MIN_SEGMENT_READINGS', 'SEGMENT_MINIMUM', 'SEGMENT_INTERVAL', 'SegmentError', 'TalkSegment', 'parse_time',
-           'read_segments', 'parse_ffmetadata', 'read_chapters', 'segments_from_changes', 'video_segments',
-           'segment_index', 'with_segments', 'stratified_counts', 'segments_block']
+           'read_segments', 'parse_ffmetadata', 'read_chapters', 'segments_from_changes', 'slide_segments',
+           'video_segments', 'segment_index', 'with_segments', 'stratified_counts', 'segments_block']
 
 # %% ../nbs/09e_segments.ipynb #db6991d4
 SEGMENT_SOURCES = ('file', 'chapters', 'slides')
@@ -196,6 +198,13 @@ def segments_from_changes(times: Sequence[float], end: float, source: str = 'sli
     if any(b <= a for a, b in zip(times, times[1:])) or (times and not 0 <= times[0] <= times[-1] < end):
         raise ValueError(f"change times must rise within [0, {end:g}), got {times}")
     return [TalkSegment(f'{name} {k}', t, nxt, source) for k, (t, nxt) in enumerate(zip(times, times[1:] + [end]), 1)]
+
+# %% ../nbs/09e_segments.ipynb #4ab6bb3e
+def slide_segments(scores: Sequence[tuple[float, float]], end: float, threshold: float = SLIDE_THRESHOLD,
+                   min_slide: float = MIN_SLIDE) -> list[TalkSegment]:
+    "The slides of a talk `end` seconds long from its region's (time, scene score) pairs."
+    changes = [t for t in slide_changes(scores, threshold, min_slide) if 0 < t < end]
+    return segments_from_changes([0.0, *changes], end)
 
 # %% ../nbs/09e_segments.ipynb #559177df
 def video_segments(video: str | Path, spec: str | Path | None,

@@ -16,11 +16,13 @@ DEVICES = ('auto', 'cpu', 'cuda')
 PRECISIONS = ('fast', 'fp32')
 DEFAULT_BATCH = {'cpu': 64, 'cuda': 256}  # faces per forward pass, by device type
 SCENE_MIN_GAP = 0.5  # seconds: scene-change keyframes at most two a second unless asked otherwise (see below)
+SLIDE_THRESHOLD = 0.15  # scene score of the shrunken slide region above which the screen may have changed (slides)
+MIN_SLIDE = 2.0         # seconds the screen must stay settled after a change (slides)
 
 # %% auto #0
-__all__ = ['DEVICES', 'PRECISIONS', 'DEFAULT_BATCH', 'SCENE_MIN_GAP', 'HOG_FACE', 'MAX_WINDOWS', 'yes_no', 'VideoSettings',
-           'check_video_settings', 'detection_width', 'window_count', 'add_video_arguments', 'video_settings_from_args',
-           'add_truth_argument']
+__all__ = ['DEVICES', 'PRECISIONS', 'DEFAULT_BATCH', 'SCENE_MIN_GAP', 'SLIDE_THRESHOLD', 'MIN_SLIDE', 'HOG_FACE', 'MAX_WINDOWS',
+           'yes_no', 'VideoSettings', 'check_video_settings', 'detection_width', 'window_count', 'add_video_arguments',
+           'video_settings_from_args', 'add_truth_argument']
 
 # %% ../nbs/07a_settings.ipynb #61963dc9
 def _setting(default, help: str, **arg):
@@ -59,6 +61,15 @@ class VideoSettings:
                                   "faces that changed since their last reading, see changes)", type=yes_no, nargs='?',
                                   const=True, metavar='true|false')
     refresh: float = _setting(5.0, 'seconds after which a face that did not change is classified again')
+    segments: str | None = _setting(None, "the talk's parts: a CSV or JSON file of start,label[,end], a folder of "
+                                    "files named by each video's stem, or none (default: the recording's chapters, "
+                                    "if it has any)", type=str, metavar='FILE|FOLDER|none')
+    slides: str | None = _setting(None, 'cut the talk where the shared screen changes: its region x,y,w,h in pixels '
+                                  'or as fractions of the frame, or auto (found in the call\'s layout)', type=str,
+                                  metavar='REGION|auto')
+    slide_threshold: float = _setting(SLIDE_THRESHOLD, "sensitivity of --slides: the region's scene score above "
+                                      'which the screen changed (lower: more cuts)')
+    min_slide: float = _setting(MIN_SLIDE, 'seconds a slide must stay on screen to count (--slides)')
 
     def __post_init__(self):
         if self.min_gap is None: object.__setattr__(self, 'min_gap', SCENE_MIN_GAP if self.fps is None else 0.0)
@@ -98,6 +109,14 @@ def check_video_settings(s: VideoSettings) -> None:
     if not isinstance(s.classify_all, bool):
         raise ParamsError(f"{_flag('classify_all')} must be true or false, got {s.classify_all!r}")
     _number(s, 'refresh', lambda v: v > 0, 'a positive, finite number of seconds')
+    if s.segments is not None and (not isinstance(s.segments, str) or not s.segments.strip()):
+        raise ParamsError(f"{_flag('segments')} must be a file, a folder or none, got {s.segments!r}")
+    if s.slides is not None and (not isinstance(s.slides, str) or not s.slides.strip()):
+        raise ParamsError(f"{_flag('slides')} must be a region x,y,w,h or auto, got {s.slides!r}")
+    _number(s, 'slide_threshold', lambda v: 0 < v <= 1, 'a number in (0, 1] (the scene score)')
+    _number(s, 'min_slide', lambda v: v >= 0, 'zero or a positive, finite number of seconds')
+    if s.slides and s.segments not in (None, 'none'):
+        raise ParamsError(f"{_flag('segments')} and {_flag('slides')} both cut the talk: give one of them")
 
 # %% ../nbs/07a_settings.ipynb #1d307ac0
 HOG_FACE = 80  # pixels: the face box height from which dlib's HOG detector finds faces reliably

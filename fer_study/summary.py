@@ -7,13 +7,12 @@ __all__ = ['UNCERTAIN_TREATMENT', 'SCHEMA_VERSION', 'Shares', 'KeyframesEntry', 
            'share_block', 'window_seconds', 'summarize_faces', 'ShareBlock', 'ParticipantBlock', 'WindowBlock',
            'UncertainBlock', 'FaceSummary', 'SegmentBlock', 'SegmentsBlock', 'VideoEntry', 'SettingsEntry',
            'ReadingsEntry', 'InferenceEntry', 'TimingEntry', 'DetectionEntry', 'OutputsEntry', 'SourceEntry',
-           'LiveEntry', 'TruthFaces', 'TruthAgreement', 'TruthBlock', 'VideoSummary', 'check_summary', 'source_record',
-           'same_source', 'recorded_source', 'read_summary', 'summary_metrics']
+           'LiveEntry', 'TruthFaces', 'TruthAgreement', 'TruthBlock', 'VideoSummary', 'check_summary', 'read_summary',
+           'summary_metrics']
 
 # %% ../nbs/09a_summary.ipynb #91865039
 import json
 import math
-import os
 import typing
 from pathlib import Path
 from typing import Sequence, TypedDict
@@ -21,7 +20,7 @@ from typing import Sequence, TypedDict
 import numpy as np
 import pandas as pd
 
-from .core import POSITIVE_CLASSES, FerStudyError, ParamsError, shown
+from .core import POSITIVE_CLASSES, FerStudyError, ParamsError
 from .keyframes import KeyframeReport
 from .settings import VideoSettings, window_count
 
@@ -188,6 +187,7 @@ class SegmentsBlock(TypedDict):
     interval: str
     minimum: str
     items: list[SegmentBlock]
+    region: typing.NotRequired[list[int]]  # cut by slides: the shared screen, x, y, w, h in the video's pixels
 
 
 # %% ../nbs/09a_summary.ipynb #5bb88c5a
@@ -224,6 +224,10 @@ class SettingsEntry(TypedDict):
     detect_every: typing.NotRequired[float]
     classify_all: typing.NotRequired[bool]       # new in version 3 with changed-only reading (see changes)
     refresh: typing.NotRequired[float]
+    segments: typing.NotRequired[str | None]     # new in version 5: the file or folder the talk was cut by
+    slides: typing.NotRequired[str | None]       # new in version 5: the slide region asked for, or auto
+    slide_threshold: typing.NotRequired[float]
+    min_slide: typing.NotRequired[float]
 
 class ReadingsEntry(TypedDict):
     "How many of the rows were classified and how many reused an earlier reading of their participant (see changes)."
@@ -353,30 +357,6 @@ def check_summary(obj, kind: type = VideoSummary, where: str = 'summary') -> Non
         elif typing.get_origin(t) in (dict, list) and _typed_dict(typing.get_args(t)[-1]):
             for k, v in (value.items() if isinstance(value, dict) else enumerate(value)):
                 check_summary(v, typing.get_args(t)[-1], f'{where}.{key}[{k!r}]')
-
-# %% ../nbs/09a_summary.ipynb #f21e5ca7
-def source_record(source: str | Path, folder: str | Path) -> SourceEntry:
-    "The `source` block of results in `folder` read from `source`: a file by absolute path, size and last change."
-    try: stat = os.stat(source) if Path(source).is_file() else None
-    except OSError: stat = None
-    return dict(path=shown(os.path.abspath(source) if stat else str(source)), size=stat and stat.st_size,
-                mtime_ns=stat and stat.st_mtime_ns, folder=shown(Path(folder).name))
-
-def same_source(a: dict, b: dict) -> bool:
-    "Whether two `source` blocks name one source: the same path, or a file of the same size and last change."
-    return a.get('path') == b.get('path') or (a.get('size') is not None and
-                                              (a.get('size'), a.get('mtime_ns')) == (b.get('size'), b.get('mtime_ns')))
-
-def recorded_source(path: str | Path) -> dict | None:
-    "The `source` block of the summary at `path` (an older summary: its video's path), None where it names none."
-    try: obj = json.loads(Path(path).read_text())
-    except (OSError, ValueError): return None
-    if not isinstance(obj, dict): return None
-    if isinstance(obj.get('source'), dict): return obj['source']
-    video = obj.get('video')
-    if isinstance(video, dict) and isinstance(video.get('path'), str):
-        return dict(path=shown(os.path.abspath(video['path'])), size=None, mtime_ns=None)
-    return None
 
 # %% ../nbs/09a_summary.ipynb #c2fa2254
 def read_summary(path: str | Path) -> VideoSummary:

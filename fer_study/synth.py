@@ -24,13 +24,14 @@ from .core import CLASSES, DatasetError, atomic_dir, atomic_path, write_text_ato
 from .rafdb import BASIC_DIR, IMAGE_DIR, LABEL_FILE, aligned_path, image_name
 from .render import Condition, Identity, action_units, background_image, draw_person, random_identity
 from .render import sample_face  # the faces of the dataset; other modules import it from here too
+from .screen import SCREEN_WIDTH, Screen, plan_screen, write_slide_truth
 
 # %% auto #0
 __all__ = ['RAF_COUNTS', 'JPEG_QUALITY', 'GENERATOR_VERSION', 'MARKER_FILE', 'FRAME_SIZE', 'TILE_GAP', 'BLINK_GAP', 'BLINK_HALF',
            'TILE_FACE_HALF_WIDTH', 'CAMERA_OFF', 'CAMERA_NOISE', 'WEBCAM_GAIN', 'WEBCAM_NOISE', 'WEBCAM_SHAKE',
            'class_counts', 'is_synthetic', 'make_synthetic_rafdb', 'Segment', 'emotion_timeline', 'expression_at',
            'gallery_tiles', 'Shot', 'webcam_shots', 'video_comment', 'generated_call', 'truth_paths', 'make_demo_video',
-           'make_gallery_video']
+           'make_gallery_video', 'make_screenshare_video']
 
 # %% ../nbs/02_synth.ipynb #8af44e8f
 RAF_COUNTS: dict[str, tuple[int, ...]] = {'train': (1290, 281, 717, 4772, 1982, 705, 2524),
@@ -228,9 +229,10 @@ def _shake(arr: np.ndarray, truth: list, dx: int, dy: int) -> tuple[np.ndarray, 
 
 # %% ../nbs/02_synth.ipynb #2a1d8e85
 def _render_frame(people: list[_Participant], tiles: list[Image.Image], rects: list[tuple], size: tuple, t: float,
-                  noise_seed: list, shot: Shot = Shot()) -> tuple[np.ndarray, list]:
-    "One video frame at `t` seconds and, per visible participant, the face box and the emotion shown."
+                  noise_seed: list, shot: Shot = Shot(), screen: Screen | None = None) -> tuple[np.ndarray, list]:
+    "One video frame at `t` seconds (with the shared `screen`, if any) and, per visible participant, box and emotion."
     frame = Image.new('RGB', size, (28, 28, 32))
+    if screen: screen.paint(frame, t)
     truth = []
     for p, tile, rect in zip(people, tiles, rects):
         row = _paint_tile(frame, p, tile, rect, t)
@@ -297,11 +299,13 @@ class _Call:
     "A video call to render: its participants in their tiles, frame size and rate, the camera, the truth's extras."
     generator: str; layout: str; seed: int; fps: int; frames: int; size: tuple; rects: list; people: list
     shots: list | None = None; extra: dict | None = None  # extra: keys of the truth summary beyond the common ones
+    screen: Screen | None = None
 
     def frame(self, i: int, tiles: list[Image.Image]) -> tuple[np.ndarray, list]:
         "Frame `i` (painted on the background `tiles`) and its truth rows."
         shot = self.shots[i] if self.shots else Shot()
-        return _render_frame(self.people, tiles, self.rects, self.size, i / self.fps, [self.seed, 4, i], shot)
+        return _render_frame(self.people, tiles, self.rects, self.size, i / self.fps, [self.seed, 4, i], shot,
+                             self.screen)
 
 # %% ../nbs/02_synth.ipynb #80fcf924
 def truth_paths(video: str | Path) -> tuple[Path, Path]:
@@ -376,3 +380,21 @@ def make_gallery_video(path: str | Path, rows: int = 4, cols: int = 4, size: tup
     call = _plan_call('make_gallery_video', f'gallery {rows}x{cols}', rows, cols, size, seed, duration, fps, joins,
                       webcam, dict(tiles=tiles))
     return _make_video(Path(path), call)
+
+# %% ../nbs/02_synth.ipynb #66b59dbd
+def make_screenshare_video(path: str | Path, seed: int = 0, duration: float = 18.0, size: tuple[int, int] = FRAME_SIZE,
+                           fps: int = 10, people: int = 3, slide_seconds: float = 3.0) -> Path:
+    "Write a synthetic call with a shared screen whose slides change, beside a strip of `people` faces; return `path`."
+    if size[0] % 2 or size[1] % 2: raise ValueError(f"H.264 needs an even frame size, got {size[0]}x{size[1]}")
+    if duration < slide_seconds:
+        raise ValueError(f"duration {duration:g} s is shorter than one slide ({slide_seconds:g} s)")
+    split = int(size[0] * SCREEN_WIDTH) // 2 * 2
+    strip = [(x0 + split + TILE_GAP, y0, x1 + split + TILE_GAP, y1)
+             for x0, y0, x1, y1 in gallery_tiles(people, 1, (size[0] - split - TILE_GAP, size[1]))]
+    screen = plan_screen(seed, (0, 0, split, size[1]), duration, fps, slide_seconds)
+    extra = dict(screen=list(screen.rect), tiles={f'P{k + 1}': list(r) for k, r in enumerate(strip)})
+    call = replace(_plan_call('make_screenshare_video', f'screen share + {people}', people, 1, size, seed, duration,
+                              fps, None, False, extra), rects=strip, screen=screen)
+    _make_video(Path(path), call)
+    write_slide_truth(Path(path), screen)
+    return Path(path)

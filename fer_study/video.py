@@ -20,17 +20,19 @@ import torch
 from tqdm.auto import tqdm
 
 from .changes import ChangeDetector
-from .core import POSITIVE_CLASSES, FerStudyError, shown, writable_dir
+from .core import POSITIVE_CLASSES, FerStudyError, ParamsError, shown, writable_dir
 from .estimate import announce_cost, should_estimate
 from .faces import Face, FaceFinder, align_face
 from .inference import FaceInference, inference_device
 from .keyframes import Keyframe, KeyframeReport, probe_video, select_keyframes
 from .model import load_model
 from .rafdb import resize_face
-from .results import RESULT_FILES, output_dirs, output_names, write_results
+from .segments import TalkSegment, segments_block, slide_segments, video_segments, with_segments
+from .results import RESULT_FILES, output_dirs, output_names, source_record, write_results
 from .settings import VideoSettings, window_count
+from .slides import parse_region, slide_region
 from .summary import (SCHEMA_VERSION, VideoSummary, check_summary, keyframe_spans, read_summary,
-                               source_record, summarize_faces)
+                               summarize_faces)
 from .truth import VideoTruth, load_truth, truth_block, truth_files
 
 # %% auto #0
@@ -220,8 +222,9 @@ class KeyframeAnalysis:
                     threshold=c.threshold if c else None, refresh=c.refresh if c else None)
 
     def summary(self, table: pd.DataFrame, kf_table: pd.DataFrame, end: float, video: dict, keyframes: dict,
-                out_dir: Path, seconds: float, truth: VideoTruth | None = None) -> VideoSummary:
-        "The `VideoSummary` of the tables, with what describes the video, its keyframe pass, the run and the `truth`."
+                out_dir: Path, seconds: float, truth: VideoTruth | None = None,
+                segments: Sequence[TalkSegment] = (), region: Sequence[int] | None = None) -> VideoSummary:
+        "The `VideoSummary` of the tables, with the video, its keyframe pass, the run, the `truth`, the `segments`."
         s, out_dir = self.settings, Path(out_dir)
         summary = dict(schema_version=SCHEMA_VERSION, video=video,
                        keyframes=dict(keyframes, with_faces=int((kf_table['faces'] > 0).sum())),
@@ -236,6 +239,8 @@ class KeyframeAnalysis:
         if truth is not None:  # faces are boxed in the frames as decoded, the truth in the video's pixels
             summary['truth'] = truth_block(table, kf_table, truth, summary['overall']['share_time_weighted'],
                                            self.meta['classes'], keyframes['frame_width'] / video['width'])
+        if segments: summary['segments'] = segments_block(table, kf_table, segments, self.meta['classes'])
+        if segments and region: summary['segments']['region'] = list(region)  # the slides' thumbnails are cut to it
         summary['timing'] = dict(total=round(seconds, 3),
                                  realtime_factor=round(end / seconds, 2) if seconds > 0 else None,
                                  stages={k: round(v, 3) for k, v in self.timer.seconds.items()},
@@ -254,9 +259,14 @@ def analyze_video(path: str | Path, model: torch.nn.Module | FaceInference, meta
     "Analyse one video, scored against `truth` if given; faces.csv, keyframes.csv, summary.json into `out_dir`."
     s = settings
     path, out_dir, start = Path(path), writable_dir(out_dir), time.perf_counter()
-    stream = select_keyframes(path, s.threshold, s.fps, s.min_gap)
+    region, said = slide_region(path, s.slides) if s.slides else (None, None)
+    if said and progress: print(said)
+    stream = select_keyframes(path, s.threshold, s.fps, s.min_gap, region=region)
     window_count(stream.info.duration, s.window)
     truth = load_truth(truth, path, stream.info) if truth else None
+    duration = stream.info.duration if math.isfinite(stream.info.duration) else None
+    segments, said = video_segments(path, 'none' if s.slides else s.segments, duration)
+    if said and progress: print(said)
     run = KeyframeAnalysis(path.name, model, meta, s, background=True)
     if progress: announce_cost(path, s, run.classifier.model, meta)  # a long recording says what it will cost first
     total = stream.info.duration if math.isfinite(stream.info.duration) else None
@@ -272,8 +282,11 @@ def analyze_video(path: str | Path, model: torch.nn.Module | FaceInference, meta
         report, end = stream.report, video_end(stream.report)
         table, kf_table = run.tables(end)
     finally: run.classifier.close()
+    if region: segments = slide_segments(stream.region_scores, end, s.slide_threshold, s.min_slide)
+    if segments: table, kf_table = with_segments(table, segments), with_segments(kf_table, segments)
     video = dict(path=str(path), name=path.name, **{k: v for k, v in vars(stream.info).items() if k != 'path'})
-    summary = run.summary(table, kf_table, end, video, report.as_dict(), out_dir, time.perf_counter() - start, truth)
+    summary = run.summary(table, kf_table, end, video, report.as_dict(), out_dir, time.perf_counter() - start, truth,
+                          segments, region)
     write_results(Path(staging) if staging else out_dir, table, kf_table, summary)
     return summary
 
@@ -283,12 +296,18 @@ MIN_FRAME_SIDE = 32  # pixels; dlib's HOG detector finds no face below about 80
 def check_videos(videos: Sequence[str | Path], settings: VideoSettings = VideoSettings(),
                  truths: Sequence[Path | None] | None = None) -> list[Path]:
     "The videos as paths, once every video (and its truth file, if any) checks out: bad input fails before any work."
-    videos = [Path(v) for v in videos]
+    videos, cut = [Path(v) for v in videos], settings.segments not in (None, 'none')
     if not videos: raise FerStudyError("no video given")
+    if cut and len(videos) > 1 and not Path(settings.segments).is_dir():
+        raise ParamsError(f"--segments {settings.segments}: a file cuts one video; for {len(videos)} videos give a "
+                          "folder of files named by each video's stem (talk.csv for talk.mp4)")
     inference_device(settings.device)
     for v, truth in zip(videos, truths or [None] * len(videos)):
         info = probe_video(v)
         if truth: load_truth(truth, v, info)
+        if cut: video_segments(v, settings.segments, info.duration if math.isfinite(info.duration) else None)
+        if settings.slides and settings.slides.strip().lower() != 'auto':
+            parse_region(settings.slides, info.width, info.height)
         if min(info.width, info.height) < MIN_FRAME_SIDE:
             raise FerStudyError(f"{v}: the video is {info.width}x{info.height} pixels, too small to hold a face "
                                 f"(at least {MIN_FRAME_SIDE} on each side)")

@@ -1,5 +1,6 @@
 """The papermill reports: run by the command line, every figure there, no error cell, and a page that renders in Chromium;
 user text shown as text; an interrupted report keeps the earlier one and leaves nothing behind."""
+import asyncio
 import json
 import os
 import select
@@ -16,9 +17,12 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from conftest import Tab, chromium
+
 from fer_study.cli import main
 from fer_study.core import CLASSES, folder_name
-from fer_study.synth import make_demo_video
+from fer_study.screen import slide_truth_path
+from fer_study.synth import make_demo_video, make_screenshare_video
 from fer_study.testing import demo_checkpoint
 
 BIN = Path(sys.executable).parent
@@ -73,6 +77,58 @@ def test_video_report_writes_the_metrics_of_its_video(video_report):
     assert metrics['found'] == truth['faces']['found_share'] == 1 and metrics['agree'] == truth['agreement']['share']
     assert {'found', 'agree', 'share_gap'} <= set(metrics) <= {'found', 'agree', 'low', 'high', 'share_gap'}
     assert all(isinstance(v, (int, float)) for v in metrics.values()), metrics
+
+
+SEGMENT_ROWS = """[...document.querySelectorAll('tr.segment')].map(r => ({
+    label: r.querySelector('b').textContent, thumb: r.querySelector('img.thumb')?.naturalWidth ?? 0,
+    ratio: (r.querySelector('img.thumb')?.naturalWidth ?? 0) / (r.querySelector('img.thumb')?.naturalHeight || 1),
+    bar: r.querySelector('.bar').getBoundingClientRect().width, colours: r.querySelectorAll('.bar span').length}))"""
+
+
+async def segment_rows(devtools: str, page: str) -> list[dict]:
+    "Each segment row of the report as Chromium lays it out: label, thumbnail width, bar width, coloured parts."
+    async with Tab(devtools) as tab:
+        await tab.call('Page.enable')
+        await tab.call('Page.navigate', url=page)
+        await tab.wait_for('Page.loadEventFired')
+        return await tab.evaluate(SEGMENT_ROWS)
+
+
+def test_a_report_cut_by_an_agenda_has_a_row_per_item_with_thumbnail_and_bar(inputs, tmp_path):
+    d, video, ckpt = inputs
+    agenda = tmp_path / 'agenda.csv'
+    agenda.write_text('start,label\n0,welcome\n0:01.5,questions\n')
+    r = fer_study('report', video, '--model', ckpt, '--out', tmp_path / 'out', '--fps', 2, '--conf-threshold', 0,
+                  '--segments', agenda)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    folder = tmp_path / 'out' / 'call'
+    summary = json.loads((folder / 'summary.json').read_text())
+    assert [s['label'] for s in summary['segments']['items']] == ['welcome', 'questions']
+    assert set(pd.read_csv(folder / 'keyframes.csv').segment) == {'welcome', 'questions'}
+    page = (folder / 'report.html').read_text()
+    assert '>By agenda item<' in page and "positive share" in page
+    with chromium(tmp_path / 'profile') as devtools:
+        rows = asyncio.run(segment_rows(devtools, (folder / 'report.html').as_uri()))
+    assert [r['label'] for r in rows] == ['welcome', 'questions']
+    assert all(r['thumb'] > 0 and r['bar'] > 100 and r['colours'] > 0 for r in rows), rows
+
+
+def test_a_report_cut_by_slides_shows_each_slide_cropped_to_the_shared_screen(inputs, tmp_path):
+    d, _, ckpt = inputs
+    call = make_screenshare_video(tmp_path / 'talk.mp4', seed=0, duration=9)
+    r = fer_study('report', call, '--model', ckpt, '--out', tmp_path / 'out', '--fps', 2, '--conf-threshold', 0,
+                  '--slides', 'auto')
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    folder = tmp_path / 'out' / 'talk'
+    block = json.loads((folder / 'summary.json').read_text())['segments']
+    slides = len(slide_truth_path(call).read_text().splitlines()) - 1  # the truth: a row per slide shown
+    assert [s['label'] for s in block['items']] == [f'slide {k}' for k in range(1, slides + 1)]
+    x, y, w, h = block['region']
+    assert '>By slide<' in (folder / 'report.html').read_text()
+    with chromium(tmp_path / 'profile') as devtools:
+        rows = asyncio.run(segment_rows(devtools, (folder / 'report.html').as_uri()))
+    assert len(rows) == slides and all(r['thumb'] > 0 and r['bar'] > 100 for r in rows), rows
+    assert all(abs(r['ratio'] - w / h) < 0.05 for r in rows), (rows, w / h)  # the screen's shape, not the frame's
 
 
 def saturated_fraction(png: Path) -> float:
