@@ -13,7 +13,7 @@ The issue's goal is "slide detection adds at most 10 % to analyze's end-to-end t
 default call here is 5 minutes (rendering an hour takes hours); the keyframe pass and the added work both grow with
 the number of frames, so the ratio carries over (`--slides auto` samples the first 3 minutes once: a fixed cost).
 
-    .venv/bin/python bench/slides_overhead.py [--duration 300] [--fps 25] [--out /tmp/slides-bench] [--no-analyze]
+    .venv/bin/python bench/slides_overhead.py [--duration 300] [--fps 25] [--out DIR] [--loop N] [--no-analyze]
 """
 import argparse
 import csv
@@ -53,6 +53,15 @@ def keyframe_pass(video: Path, region=None) -> tuple[float, float, int, list]:
     return time.perf_counter() - start, child_cpu() - cpu, kept, stream.region_scores
 
 
+def looped(video: Path, times: int) -> Path:
+    "The call played `times` times over, copied without re-encoding (each pass starts on a new slide)."
+    out = video.with_name(f'{video.stem}-x{times}.mp4')
+    if not out.exists():
+        subprocess.run([ffmpeg_exe(), '-v', 'error', '-stream_loop', str(times - 1), '-i', video, '-c', 'copy', out],
+                       check=True)
+    return out
+
+
 def timed(cmd: list) -> float:
     "Wall seconds of a command run to its end (its output kept out of the way)."
     start = time.perf_counter()
@@ -90,6 +99,8 @@ def main():
     p.add_argument('--size', default='1280x720')
     p.add_argument('--slide-seconds', type=float, default=20.0)
     p.add_argument('--repeats', type=int, default=2)
+    p.add_argument('--loop', type=int, default=1, help='play the rendered call this many times over (FFmpeg, no '
+                   're-encoding): an hour from a few minutes of rendering')
     p.add_argument('--out', type=Path, default=None, help='folder to keep the rendered call in (reused if there)')
     p.add_argument('--no-analyze', action='store_true', help='time the keyframe pass only, not fer-study analyze')
     a = p.parse_args()
@@ -102,8 +113,12 @@ def main():
         make_screenshare_video(video, seed=0, duration=a.duration, size=size, fps=a.fps, slide_seconds=a.slide_seconds)
         print(f'rendered {video.name} in {time.perf_counter() - start:.0f} s')
     x0, y0, x1, y1 = json.loads(truth_paths(video)[1].read_text())['screen']
-    screen = (x0, y0, x1 - x0, y1 - y0)
     truth = [float(r['time']) for r in csv.DictReader(open(slide_truth_path(video)))][1:]
+    if a.loop > 1:
+        video, truth = looped(video, a.loop), [k * a.duration + t for k in range(a.loop)
+                                                                for t in [0.0, *truth]][1:]
+        a.duration *= a.loop
+    screen = (x0, y0, x1 - x0, y1 - y0)
     print(f'CPU: {cpu_flags()}; call: {a.duration:g} s at {a.size}, {a.fps} fps, {len(truth)} slide changes')
     plain, with_region = [], []
     for _ in range(a.repeats):
