@@ -199,7 +199,9 @@ def parse_region_scores(lines: Iterable[str]) -> Iterator[tuple[float, float]]:
     "(time, scene score) pairs from the lines FFmpeg's `metadata=print` writes: `frame:.. pts_time:T`, `..score=S`."
     t = None
     for line in lines:
-        if line.startswith('frame:'): t = float(line.rsplit('pts_time:', 1)[1])
+        if line.startswith('frame:'):
+            try: t = float(line.rsplit('pts_time:', 1)[1])
+            except (IndexError, ValueError): t = None  # NOPTS: a frame without a time has no place among the scores
         elif line.startswith('lavfi.scene_score=') and t is not None: yield t, float(line.split('=', 1)[1])
 
 class KeyframeStream:
