@@ -58,7 +58,12 @@ def add_live_arguments(p: argparse.ArgumentParser) -> None:
     add_video_arguments(p)
     add_truth_argument(p)  # with --realtime: a file's frames are the truth's frames
     p.set_defaults(fps=LIVE_FPS)
-    next(a for a in p._actions if a.dest == 'fps').help = f'frames analysed a second (default: {LIVE_FPS:g})'
+    helps = dict(fps=f'frames analysed a second (default: {LIVE_FPS:g})',  # where live differs from analyze
+                 segments="the talk's parts: a CSV or JSON file of start,label[,end], its times from the start of the "
+                          'session (default: not cut)',
+                 slides='cut the talk where the shared screen changes: its region x,y,w,h in pixels or as fractions '
+                        'of the frame (auto: analyze only)')
+    for a in p._actions: a.help = helps.get(a.dest, a.help)
 
 def add_live_command(subparsers) -> argparse.ArgumentParser:
     "Add the `live` sub-command, with all its options, to `fer-study`'s sub-commands; `run_live` runs it."
@@ -79,7 +84,7 @@ def live_truth(args: argparse.Namespace):
 
 def live_agenda(source: str, settings: VideoSettings) -> tuple[list, str | None]:
     "The parts `--segments` names for a live session (times from its start), and a line to show; none with --slides."
-    if settings.slides: return [], None
+    if settings.slides or settings.segments is None: return [], None  # a live source has no chapters to read ahead
     from fer_study.segments import video_segments
     return video_segments(source, settings.segments, math.inf)  # a live talk has no end yet: its last part runs on
 
