@@ -138,9 +138,8 @@ def _live(args: argparse.Namespace, settings: VideoSettings, options: dict, reco
         expr = keyframe_expr(settings.threshold, settings.fps, settings.min_gap)
         source = LiveSource(args.source, expr, args.input_format, options, args.realtime, record, args.reconnect, say,
                             settings.slides)
-        slides = SlideChanges(settings.slide_threshold, settings.min_slide)
-        parts = (LiveParts(scores=source.region_scores, rule=slides) if settings.slides
-                 else LiveParts(agenda[0]) if agenda[0] else None)
+        rule = SlideChanges(settings.slide_threshold, settings.min_slide) if settings.slides else None
+        parts = LiveParts(agenda[0], source.region_scores, rule) if rule or agenda[0] else None
         if agenda[1]: say(f"[*] {agenda[1]}")
         if source.is_file and not args.realtime:
             say("[!] without --realtime a file is read as fast as it decodes and most of its frames are dropped; "
