@@ -25,10 +25,10 @@ from .procs import child_options
 from .settings import VideoSettings
 
 # %% auto #0
-__all__ = ['SELECT_FUNCTIONS', 'STAND_IN', 'REGION_WIDTH', 'REGION_STEP', 'VideoError', 'ffmpeg_exe', 'VideoInfo', 'ffmpeg_error',
-           'parse_ffmpeg_header', 'check_video_file', 'probe_video', 'keyframe_expr', 'select_rule', 'output_size',
-           'ffmpeg_args', 'keyframe_command', 'Keyframe', 'KeyframeReport', 'parse_region_scores', 'KeyframeStream',
-           'select_keyframes', 'frames_at']
+__all__ = ['SELECT_FUNCTIONS', 'STAND_IN', 'REGION_WIDTH', 'REGION_STEP', 'REGION_FILTER', 'VideoError', 'ffmpeg_exe',
+           'VideoInfo', 'ffmpeg_error', 'parse_ffmpeg_header', 'check_video_file', 'probe_video', 'keyframe_expr',
+           'select_rule', 'output_size', 'ffmpeg_args', 'score_region', 'keyframe_command', 'Keyframe',
+           'KeyframeReport', 'parse_region_scores', 'KeyframeStream', 'select_keyframes', 'frames_at']
 
 # %% ../nbs/08_keyframes.ipynb #adb8681b
 class VideoError(FerStudyError):
@@ -144,23 +144,27 @@ def ffmpeg_args(graph, cmd: Sequence[str], names: dict[str, str]) -> list[str]:
 # %% ../nbs/08_keyframes.ipynb #eae02349
 REGION_WIDTH = 64   # the region is scored at this width: a cursor or a caret shrinks to a pixel or two
 REGION_STEP = 0.2   # seconds between the region's scored frames
+REGION_FILTER = 'metadata@region'  # the filter printing the region's scores: in FFmpeg's log, its lines' prefix
+
+def score_region(stream, region: Sequence, file: str | None = None) -> tuple:
+    "`stream` split: the stream to go on with, and an output printing `region`'s scene scores to `file` (None: log)."
+    parts = stream.split()
+    x, y, w, h = region
+    step = f'isnan(prev_selected_t)+gte(t-prev_selected_t,{REGION_STEP - 1e-3:g})'
+    scores = (parts[1].filter('select', step).crop(x, y, w, h).filter('scale', REGION_WIDTH, -2, flags='area')
+              .filter('select', 'gte(scene,0)')
+              .filter(REGION_FILTER, mode='print', key='lavfi.scene_score', **({'file': file} if file else {})))
+    return parts[0], scores.output('-', format='null', fps_mode='passthrough')
 
 def keyframe_command(path: str | Path, expr: str, size: tuple[int, int], stats_fd: int,
                      region: tuple[int, int, int, int] | None = None, scores_fd: int | None = None) -> list[str]:
     "FFmpeg arguments that stream the selected frames of `path` as rgb24 at `size` to stdout (and `region`'s scores)."
     stream = ffmpeg.input(STAND_IN)['V:0']
-    if region:
-        parts = stream.split()
-        stream, crop = parts[0], parts[1]
-        x, y, w, h = region
-        step = f'isnan(prev_selected_t)+gte(t-prev_selected_t,{REGION_STEP - 1e-3:g})'
-        scores = (crop.filter('select', step).crop(x, y, w, h).filter('scale', REGION_WIDTH, -2, flags='area')
-                  .filter('select', 'gte(scene,0)')
-                  .filter('metadata', mode='print', key='lavfi.scene_score', file=f'pipe:{scores_fd}'))
+    if region: stream, scores = score_region(stream, region, f'pipe:{scores_fd}')
     stream = stream.filter('select', expr).filter('scale', size[0], size[1], flags='area')
     out = stream.output('pipe:', format='rawvideo', pix_fmt='rgb24', fps_mode='passthrough', enc_time_base='demux',
                         an=None, sn=None, stats_enc_pre=f'pipe:{stats_fd}', stats_enc_pre_fmt='{ni} {ti}')
-    if region: out = ffmpeg.merge_outputs(out, scores.output('-', format='null', fps_mode='passthrough'))
+    if region: out = ffmpeg.merge_outputs(out, scores)
     return ffmpeg_args(out, [ffmpeg_exe(), '-nostdin', '-hide_banner', '-nostats', '-v', 'verbose'],
                        {STAND_IN: f'file:{path}'})
 
@@ -195,7 +199,9 @@ def parse_region_scores(lines: Iterable[str]) -> Iterator[tuple[float, float]]:
     "(time, scene score) pairs from the lines FFmpeg's `metadata=print` writes: `frame:.. pts_time:T`, `..score=S`."
     t = None
     for line in lines:
-        if line.startswith('frame:'): t = float(line.rsplit('pts_time:', 1)[1])
+        if line.startswith('frame:'):
+            try: t = float(line.rsplit('pts_time:', 1)[1])
+            except (IndexError, ValueError): t = None  # NOPTS: a frame without a time has no place among the scores
         elif line.startswith('lavfi.scene_score=') and t is not None: yield t, float(line.split('=', 1)[1])
 
 class KeyframeStream:

@@ -15,15 +15,16 @@ from pathlib import Path
 
 from .core import FerStudyError, ParamsError, pick_device, writable_dir
 from .keyframes import keyframe_expr
-from .live_session import (LiveView, check_distinct, check_jsonl, check_record, follow, jsonl_sink,
+from .live_session import (LiveParts, LiveView, check_distinct, check_jsonl, check_record, follow, jsonl_sink,
                                     save_live, source_name, warm_up)
 from .live_source import LiveSource, input_options
 from .procs import interruption, run_command, signal_status, stop_signals
 from .settings import DEVICES, VideoSettings, add_truth_argument, add_video_arguments, video_settings_from_args
+from .slides import SlideChanges, region_crop
 
 # %% auto #0
-__all__ = ['LIVE_FPS', 'live_settings', 'add_live_arguments', 'add_live_command', 'live_truth', 'check_live_args', 'run_live',
-           'main']
+__all__ = ['LIVE_FPS', 'live_settings', 'add_live_arguments', 'add_live_command', 'live_truth', 'live_agenda', 'check_live_args',
+           'run_live', 'main']
 
 # %% ../nbs/14_live.ipynb #1f9a4fb7
 LIVE_FPS = 2.0  # frames analysed a second unless --fps or --scene-change says otherwise
@@ -57,7 +58,12 @@ def add_live_arguments(p: argparse.ArgumentParser) -> None:
     add_video_arguments(p)
     add_truth_argument(p)  # with --realtime: a file's frames are the truth's frames
     p.set_defaults(fps=LIVE_FPS)
-    next(a for a in p._actions if a.dest == 'fps').help = f'frames analysed a second (default: {LIVE_FPS:g})'
+    helps = dict(fps=f'frames analysed a second (default: {LIVE_FPS:g})',  # where live differs from analyze
+                 segments="the talk's parts: a CSV or JSON file of start,label[,end], its times from the start of the "
+                          'session (default: not cut)',
+                 slides='cut the talk where the shared screen changes: its region x,y,w,h in pixels or as fractions '
+                        'of the frame (auto: analyze only)')
+    for a in p._actions: a.help = helps.get(a.dest, a.help)
 
 def add_live_command(subparsers) -> argparse.ArgumentParser:
     "Add the `live` sub-command, with all its options, to `fer-study`'s sub-commands; `run_live` runs it."
@@ -76,9 +82,19 @@ def live_truth(args: argparse.Namespace):
     from fer_study.truth import load_truth
     return load_truth(args.truth, args.source)
 
+def live_agenda(source: str, settings: VideoSettings) -> tuple[list, str | None]:
+    "The parts `--segments` names for a live session (times from its start), and a line to show; none with --slides."
+    if settings.slides or settings.segments is None: return [], None  # a live source has no chapters to read ahead
+    from fer_study.segments import video_segments
+    return video_segments(source, settings.segments, math.inf)  # a live talk has no end yet: its last part runs on
+
 def check_live_args(args: argparse.Namespace) -> tuple[VideoSettings, dict]:
     "The settings and FFmpeg options of `live`'s arguments, each flag checked; an error names the flag."
     settings, options = live_settings(args), input_options(args.input_option)
+    if settings.slides and settings.slides.strip().lower() == 'auto':
+        raise ParamsError("--slides auto: a live source cannot be sampled ahead; give the region x,y,w,h (pixels, or "
+                          "fractions of the frame such as 0,0,0.7,1)")
+    if settings.slides: region_crop(settings.slides)  # its form now; whether it fits once the source has a frame
     if not (args.reconnect > 0 and math.isfinite(args.reconnect)):
         raise ParamsError(f"--reconnect must be a positive number of seconds, got {args.reconnect}")
     if not 0 <= args.port <= 65535:
@@ -96,16 +112,17 @@ def run_live(args: argparse.Namespace) -> int:
     "`fer-study live`: 0 at the end of a file, 130/143 when stopped, 2 when the source was lost (tables saved in all)."
     settings, options = check_live_args(args)
     truth = live_truth(args)  # a truth that is another video's fails here, before anything starts
+    agenda = live_agenda(args.source, settings)  # and so does a segments file with a mistake
     made = not args.out.exists()
     out_dir = writable_dir(args.out)
-    try: return _live(args, settings, options, args.record, out_dir, truth)
+    try: return _live(args, settings, options, args.record, out_dir, truth, agenda)
     except BaseException:
         if made:
             with contextlib.suppress(OSError): out_dir.rmdir()  # only if empty: a source never seen leaves nothing
         raise
 
 def _live(args: argparse.Namespace, settings: VideoSettings, options: dict, record: Path | None, out_dir: Path,
-          truth=None) -> int:
+          truth=None, agenda: tuple[list, str | None] = ([], None)) -> int:
     from fer_study.dashboard import Dashboard, is_loopback
     from fer_study.model import load_model
     from fer_study.video import SYNTHETIC_NOTE, KeyframeAnalysis, format_summary
@@ -119,14 +136,18 @@ def _live(args: argparse.Namespace, settings: VideoSettings, options: dict, reco
         run = KeyframeAnalysis(source_name(args.source), model, {**meta, 'checkpoint': str(args.model)}, settings)
         warm_up(run)
         expr = keyframe_expr(settings.threshold, settings.fps, settings.min_gap)
-        source = LiveSource(args.source, expr, args.input_format, options, args.realtime, record, args.reconnect, say)
+        source = LiveSource(args.source, expr, args.input_format, options, args.realtime, record, args.reconnect, say,
+                            settings.slides)
+        rule = SlideChanges(settings.slide_threshold, settings.min_slide) if settings.slides else None
+        parts = LiveParts(agenda[0], source.region_scores, rule) if rule or agenda[0] else None
+        if agenda[1]: say(f"[*] {agenda[1]}")
         if source.is_file and not args.realtime:
             say("[!] without --realtime a file is read as fast as it decodes and most of its frames are dropped; "
                 "`fer-study analyze` reads them all")
         sampling = f'{settings.fps:g}/s' if settings.fps else f'scene > {settings.threshold:g}'
         note = SYNTHETIC_NOTE if meta.get('dataset') == 'synthetic' else None
         status = dict(sampling=sampling, note=note, outputs=None)
-        view, latencies, started = LiveView(meta['classes'], settings.window), [], time.perf_counter()
+        view, latencies, started = LiveView(meta['classes'], settings.window, parts), [], time.perf_counter()
         def send(update: dict) -> None:
             board.publish(update)
             write(update)
@@ -134,12 +155,13 @@ def _live(args: argparse.Namespace, settings: VideoSettings, options: dict, reco
         if stop.is_set() and not source.sampled:  # stopped before the source sent anything: nothing to save
             source.stop()
             raise interruption(stop.signum)
-        say(f"[*] reading {args.source}, {sampling}; Ctrl-C stops and saves")
+        cut = f", slides in {','.join(map(str, source.region))}" if source.region else ''
+        say(f"[*] reading {args.source}, {sampling}{cut}; Ctrl-C stops and saves")
         try: follow(source, run, view, send, stop, status, latencies)
         finally:
             source.stop()
             state = 'stopped' if stop.is_set() else source.state
-            summary = save_live(run, source, out_dir, time.perf_counter() - started, state, latencies, truth)
+            summary = save_live(run, source, out_dir, time.perf_counter() - started, state, latencies, truth, parts)
         last = (run.keyframes or [dict(time=None, frame=None)])[-1]
         send(view.update(summary['video']['duration'] or 0.0, state=state, time=last['time'], frame=last['frame'],
                          keyframes=len(run.keyframes), latency=None, sampled=source.sampled,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -23,17 +24,19 @@ from fastcore.basics import patch
 from .core import WRITE_ERRORS, FerStudyError, ParamsError, shown, writable_dir
 from .keyframes import Keyframe
 from .live_source import LiveSource
+from .slides import SlideChanges
 
 # %% auto #0
-__all__ = ['OUT_FILES', 'LiveView', 'same_file', 'check_record', 'check_jsonl', 'check_distinct', 'jsonl_sink', 'follow',
-           'source_name', 'warm_up', 'save_live']
+__all__ = ['OUT_FILES', 'LiveView', 'LiveParts', 'same_file', 'check_record', 'check_jsonl', 'check_distinct', 'jsonl_sink',
+           'follow', 'source_name', 'warm_up', 'save_live']
 
 # %% ../nbs/13b_live_session.ipynb #00ea5260
 class LiveView:
-    "The live picture, kept keyframe by keyframe: the last `window` seconds' shares and each participant's tile."
-    def __init__(self, classes: Sequence[str], window: float):
-        self.classes, self.window = list(classes), window
+    "The live picture, kept keyframe by keyframe: the last `window` seconds' shares, the tiles, the parts so far."
+    def __init__(self, classes: Sequence[str], window: float, parts: LiveParts | None = None):
+        self.classes, self.window, self.parts = list(classes), window, parts
         self.times, self.rows, self.people = [], [], {}  # each keyframe's time and face rows; participant -> tile
+        self.offsets, self.labels, self.sure = [0], [], []  # each keyframe's first row; each row's class, certainty
 
     def add(self, t: float, rows: list[dict]) -> None:
         "Take in the classified face rows of the keyframe at `t` seconds."
@@ -46,6 +49,10 @@ class LiveView:
                      last=t)
         self.times.append(t)
         self.rows.append(rows)  # the classifier's own row dicts: no copy
+        from fer_study.summary import class_index  # here: it imports pandas
+        self.labels += class_index([r['label'] for r in rows], self.classes).tolist()
+        self.sure += [not r['uncertain'] for r in rows]
+        self.offsets.append(len(self.labels))
 
     def first(self, start: float, end: float) -> int:
         "Index of the first keyframe that lasts into the window from `start` to `end`: the one before it may."
@@ -55,7 +62,7 @@ class LiveView:
 # %% ../nbs/13b_live_session.ipynb #9439b607
 @patch
 def update(self: LiveView, end: float, **live) -> dict:
-    "A `summary.json` window over the last `window` seconds to `end`, with the tiles and `live` in `live`."
+    "A `summary.json` window over the last `window` seconds to `end`, with the tiles, the parts and `live` in `live`."
     from fer_study.summary import amounts_block, class_index, keyframe_spans, window_seconds  # here: they import pandas
     end = round(end, 4)
     start, k = round(max(0.0, end - self.window), 4), len(self.classes)
@@ -72,8 +79,54 @@ def update(self: LiveView, end: float, **live) -> dict:
                   seconds=round(p['seconds'] + (end - p['last'] if p['last'] == newest else 0), 1))
              for p in sorted(self.people.values(), key=lambda p: p['id']) if p['last'] >= since]
     unsure = sum(r['uncertain'] and t >= start for r, t, _ in rows)
-    live = dict(window_seconds=self.window, uncertain_faces=unsure, participants=tiles, **live)
+    segment, segments = self.segment_table(end) if self.parts else (None, [])
+    live = dict(window_seconds=self.window, uncertain_faces=unsure, participants=tiles, segment=segment,
+                segments=segments, **live)
     return dict(start=start, end=end, **block, live=live)
+
+# %% ../nbs/13b_live_session.ipynb #f2b8c3d4
+class LiveParts:
+    "The parts of a live talk begun so far: an agenda's by the clock, or the slides of a region's scores as they come."
+    def __init__(self, agenda: Sequence = (), scores: list | None = None, rule: SlideChanges | None = None):
+        self.agenda, self.scores, self.rule = list(agenda), scores, rule  # rule and scores: the slides
+        self.changes, self.taken, self.closed = [], 0, False  # slide changes settled; scores taken in; talk over
+
+    def close(self) -> None:
+        "The talk is over: a slide change not settled yet counts."
+        self.closed = True
+
+    def until(self, end: float) -> tuple[list, str | None]:
+        "The parts begun by `end` seconds, the last cut at `end`, and the label of the part `end` is in (None: none)."
+        from fer_study.segments import segment_index, slides_until  # here: they import pandas
+        if end <= 0: return [], None
+        if self.rule is None:
+            at = segment_index([end], self.agenda)[0]
+            begun = [dataclasses.replace(s, end=min(s.end, end)) for s in self.agenda if s.start < end]
+            return begun, self.agenda[at].label if at >= 0 else None
+        taken, self.taken = self.taken, len(self.scores)  # the source's thread appends: take what is there now
+        self.changes += self.rule.feed(self.scores[taken:self.taken])
+        open_change = [self.rule.pending] if self.closed and self.rule.pending is not None else []
+        slides = slides_until(self.changes + open_change, end)
+        return slides, slides[-1].label
+
+# %% ../nbs/13b_live_session.ipynb #d6f2a7b8
+@patch
+def segment_table(self: LiveView, end: float) -> tuple[str | None, list[dict]]:
+    "The label of the part the talk is in at `end`, and a row per part so far: times, faces, positive share, dominant."
+    from fer_study.segments import segment_amounts, segment_index  # here: they import pandas
+    from fer_study.summary import keyframe_spans
+    parts, current = self.parts.until(end)
+    times, spans, offsets, table = np.array(self.times, float), keyframe_spans(self.times, end), self.offsets, []
+    for seg in parts:
+        a, b = self.first(seg.start, end), bisect.bisect_left(self.times, seg.end)  # the keyframes lasting into it
+        kf = np.repeat(np.arange(a, b), np.diff(offsets[a:b + 1]))  # the keyframe of each of their face rows
+        rows = slice(offsets[a], offsets[b])
+        block, _, _ = segment_amounts(seg, times[kf], spans[kf], np.array(self.labels[rows], int),
+                                      np.array(self.sure[rows], bool), segment_index(times[kf], [seg]) == 0,
+                                      b - bisect.bisect_left(self.times, seg.start), self.classes)
+        table.append(dict(label=seg.label, start=seg.start, end=None if seg.label == current else seg.end,
+                          faces=block['faces'], positive_share=block['positive_share'], dominant=block['dominant']))
+    return current, table
 
 # %% ../nbs/13b_live_session.ipynb #2f7a4f42
 OUT_FILES = ('faces.csv', 'keyframes.csv', 'summary.json')  # what `save_live` writes into --out
@@ -197,14 +250,18 @@ def warm_up(run) -> None:
     blank.classifier.flush()
 
 def save_live(run, source: LiveSource, out_dir: Path, seconds: float, state: str, latencies: Sequence[float],
-              truth=None) -> dict:
+              truth=None, parts: LiveParts | None = None) -> dict:
     "Write the session's faces.csv, keyframes.csv and summary.json (with its `live` block) into `out_dir`; the summary."
     from fer_study.summary import check_summary
     from fer_study.results import write_results
+    from fer_study.segments import with_segments
     info, end = source.info, source.now
     if source.state == 'ended' and info and math.isfinite(info.duration): end = max(end, info.duration)
     end = max([end] + [k['time'] for k in run.keyframes[-1:]])
     table, kf_table = run.tables(end)
+    if parts: parts.close()
+    segments = parts.until(end)[0] if parts else []
+    if segments: table, kf_table = with_segments(table, segments), with_segments(kf_table, segments)
     described = dict(fps=info.fps, width=info.width, height=info.height, rotation=info.rotation) if info else \
         dict(fps=None, width=0, height=0, rotation=0)
     video = dict(path=source.source, name=source_name(source.source), duration=round(end, 4), **described,
@@ -212,7 +269,7 @@ def save_live(run, source: LiveSource, out_dir: Path, seconds: float, state: str
     width, height = source.frame_size or (0, 0)
     keyframes = dict(path=source.source, duration=round(end, 4), **described, frame_width=width, frame_height=height,
                      frames_decoded=source.frames_decoded, keyframes=len(kf_table), seconds=round(seconds, 3))
-    summary = run.summary(table, kf_table, end, video, keyframes, out_dir, seconds, truth)
+    summary = run.summary(table, kf_table, end, video, keyframes, out_dir, seconds, truth, segments, source.region)
     p50, p95 = np.percentile(latencies, [50, 95]).round(3).tolist() if len(latencies) else (None, None)
     summary['live'] = dict(source=shown(source.source), state=state, sampled=source.sampled,
                            analysed=len(run.keyframes), dropped=source.slot.dropped, latency_p50=p50,

@@ -23,8 +23,10 @@ import numpy as np
 from fastcore.basics import patch
 
 from .core import FerStudyError, ParamsError
-from .keyframes import STAND_IN, Keyframe, VideoError, ffmpeg_args, ffmpeg_exe, parse_ffmpeg_header
+from .keyframes import (REGION_FILTER, STAND_IN, Keyframe, VideoError, ffmpeg_args, ffmpeg_exe,
+                                 parse_ffmpeg_header, parse_region_scores, score_region)
 from .procs import child_options
+from .slides import SlideError, parse_region, region_crop
 
 # %% auto #0
 __all__ = ['STALL_SECONDS', 'RECORDING', 'FRAGMENTED', 'STAMP_WAIT', 'input_options', 'source_url', 'live_command', 'FrameSlot',
@@ -57,14 +59,17 @@ FRAGMENTED = dict(movflags='+frag_keyframe+empty_moov+default_base_moof')
 _RECORD_STAND_IN = 'fer-study-recording'  # the recording in the graph: its real name need not be UTF-8
 
 def live_command(source: str, expr: str, input_format: str | None = None, options: dict | None = None,
-                 realtime: bool = False, record: Path | None = None, max_width: int = 1920) -> list[str]:
+                 realtime: bool = False, record: Path | None = None, max_width: int = 1920,
+                 region: Sequence | None = None) -> list[str]:
     "FFmpeg arguments: `source`'s frames selected by `expr` as rgb24 on stdout, their stamps logged, a recording."
     video = ffmpeg.input(STAND_IN)['v:0']  # the source's name goes in by `ffmpeg_args`: it need not be UTF-8
+    every = video.filter('showinfo@every', checksum=0)
+    if region: every, scores = score_region(every, region)  # the scores go to the log, with the stamps
     # passthrough: one frame out for each frame selected, never a duplicate, so stdout and the log stay in step
-    frames = (video.filter('showinfo@every', checksum=0).filter('select', expr)
+    frames = (every.filter('select', expr)
               .filter('scale', w=f'min(iw,{max_width})', h=-2, flags='area').filter('showinfo@sampled', checksum=0)
               .output('pipe:', format='rawvideo', pix_fmt='rgb24', an=None, sn=None, fps_mode='passthrough'))
-    outputs = [frames]
+    outputs = [frames, *([scores] if region else [])]
     if record:
         fragmented = FRAGMENTED if record.suffix.lower() in ('.mp4', '.mov', '.m4v') else {}
         outputs.append(video.output(_RECORD_STAND_IN, **RECORDING, **fragmented))
@@ -134,16 +139,19 @@ class _Connection:
         self.proc, self.record, self.log, self.head = proc, record, deque(maxlen=200), []
         self.size, self.sized = None, threading.Event()
         self.ti0 = self.offset = self.alive = self.why = None
-        self.frames = 0
+        self.frames, self.scored = 0, []  # the region's lines of the frame being scored
         self.stamps, self.numbers = queue.SimpleQueue(), deque(maxlen=256)  # (number, time); (pts, number)
 
-    def read_log(self, beat: Callable[[float], None]) -> None:
-        "Keep FFmpeg's log and the frame size; each decoded frame's time to `beat`; queue each sampled frame's stamp."
+    def read_log(self, beat: Callable[[float], None], score: Callable[[float, float], None]) -> None:
+        "Keep FFmpeg's log and the frame size; decoded frames' times to `beat`, region scores to `score`; the stamps."
         output = False
         for raw in self.proc.stderr:
             line = raw.decode(errors='replace')
             if line.startswith('[showinfo@'):
                 self.showinfo(line, beat)
+                continue
+            if line.startswith(f'[{REGION_FILTER} '):
+                self.region(line, score)
                 continue
             self.log.append(line)
             if self.size is None and len(self.head) < 5000:
@@ -164,6 +172,13 @@ class _Connection:
             beat(ti)
         else: self.stamps.put((next((k for p, k in reversed(self.numbers) if p == pts), None), ti))
 
+    def region(self, line: str, score: Callable[[float, float], None]) -> None:
+        "A line of the region's scores: its frame's, then its score's, which gives (stream time, score) to `score`."
+        self.scored.append(line.split('] ', 1)[-1])
+        if self.scored[-1].startswith('lavfi.scene_score='):
+            for pair in parse_region_scores(self.scored): score(*pair)
+            self.scored.clear()
+
     def stamp(self) -> tuple[int | None, float]:
         "The number (None if unknown) and stream time (NaN if unknown) of the next frame on stdout."
         try: item = self.stamps.get(timeout=STAMP_WAIT)
@@ -181,10 +196,12 @@ class LiveSource:
     "A source FFmpeg reads in a thread: sampled frames into a `FrameSlot`, a beat per frame decoded, reopened if lost."
     def __init__(self, source: str, expr: str, input_format: str | None = None, options: dict | None = None,
                  realtime: bool = False, record: Path | None = None, reconnect: float = 10.0,
-                 log: Callable[[str], None] | None = None):
+                 log: Callable[[str], None] | None = None, slides: str | None = None):
         self.source, self.expr, self.input_format, self.options = source, expr, input_format, options
         self.realtime, self.record, self.reconnect, self.log = realtime, record, reconnect, log or (lambda line: None)
         self.is_file = input_format is None and Path(source).is_file()
+        self.slides, self.crop = slides, slides and region_crop(slides)  # --slides x,y,w,h, as FFmpeg crops it
+        self.region, self.region_scores = None, []  # in pixels once the frame's size is known; (time, score) pairs
         self.slot, self.info, self.frame_size, self.recordings = FrameSlot(), None, None, []
         self.frames_decoded = self.sampled = 0
         self.state, self.error = 'connecting', None  # live, reconnecting; at the end ended, lost, stopped or failed
@@ -257,7 +274,7 @@ def _recording(self: LiveSource) -> Path | None:
 def _connect(self: LiveSource) -> _Outcome:
     "Run one FFmpeg process on the source until it ends."
     record = self._recording()
-    cmd = live_command(self.source, self.expr, self.input_format, self.options, self.realtime, record)
+    cmd = live_command(self.source, self.expr, self.input_format, self.options, self.realtime, record, region=self.crop)
     # a process group of its own: Ctrl-C in the terminal reaches this process only, which stops FFmpeg gently; and
     # FFmpeg dies with this thread, which waits for it, so even a `live` killed outright leaves no FFmpeg on the port
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -265,7 +282,8 @@ def _connect(self: LiveSource) -> _Outcome:
     conn = self._conn = _Connection(proc, record)
     if self._stopping.is_set(): proc.kill()  # stop() came while this process was starting
     beat = lambda ti: self._seen(conn, ti, time.monotonic())
-    reader = threading.Thread(target=conn.read_log, args=(beat,), daemon=True)
+    score = lambda ti, value: self._scored(conn, ti, value)
+    reader = threading.Thread(target=conn.read_log, args=(beat, score), daemon=True)
     reader.start()
     self._frames(conn)
     proc.wait()
@@ -281,6 +299,7 @@ def _connect(self: LiveSource) -> _Outcome:
 def _frames(self: LiveSource, conn: _Connection) -> None:
     "Leave each sampled frame in the slot as it arrives, with its index and time in the session."
     conn.sized.wait()
+    if self.slides and self.region is None and not self._place_region(conn): return
     if conn.size is None: return  # FFmpeg ended before its first frame
     if self.info is None: self.info, self.frame_size = conn.info(self.source), conn.size
     (w, h), index = conn.size, -1
@@ -296,6 +315,18 @@ def _frames(self: LiveSource, conn: _Connection) -> None:
     self._index += index + 1
 
 @patch
+def _place_region(self: LiveSource, conn: _Connection) -> bool:
+    "Place the slide region in the frame FFmpeg describes; False when it does not fit, which fails the source."
+    if (info := conn.info(self.source)) is None: return True  # not described: the try fails for its own reason
+    try: self.region = parse_region(self.slides, info.width, info.height)
+    except SlideError as e:
+        self.state, self.error = 'failed', str(e)
+        self._stopping.set()  # for good: another try would find the same frame
+        conn.proc.kill()
+        return False
+    return True
+
+@patch
 def _seen(self: LiveSource, conn: _Connection, ti: float, arrival: float) -> float:
     "The session time of stream time `ti` on `conn`; the source is alive."
     with self._lock:
@@ -304,6 +335,11 @@ def _seen(self: LiveSource, conn: _Connection, ti: float, arrival: float) -> flo
         t = conn.offset + ti - conn.ti0 if math.isfinite(ti) and conn.ti0 is not None else arrival - self._t0
         self.now, self._alive, conn.alive = max(self.now, t), arrival, arrival
         return t
+
+@patch
+def _scored(self: LiveSource, conn: _Connection, ti: float, score: float) -> None:
+    "Keep a score of the region at its time in the session: the frames' clock, which a reconnection continues."
+    self.region_scores.append((round(self._seen(conn, ti, time.monotonic()), 4), score))
 
 # %% ../nbs/13a_live_source.ipynb #61498791
 @patch

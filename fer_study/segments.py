@@ -13,7 +13,7 @@ import subprocess
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -28,8 +28,9 @@ from .summary import SegmentsBlock, amounts_block, class_index
 # %% auto #0
 __all__ = ['SEGMENT_SOURCES', 'SEGMENT_KEYS', 'END_TOLERANCE', 'MIN_SEGMENT_SECONDS', 'MIN_SEGMENT_KEYFRAMES',
            'MIN_SEGMENT_READINGS', 'SEGMENT_MINIMUM', 'SEGMENT_INTERVAL', 'SegmentError', 'TalkSegment', 'parse_time',
-           'read_segments', 'parse_ffmetadata', 'read_chapters', 'segments_from_changes', 'slide_segments',
-           'video_segments', 'segment_index', 'with_segments', 'stratified_counts', 'segments_block']
+           'read_segments', 'parse_ffmetadata', 'read_chapters', 'segments_from_changes', 'slides_until',
+           'slide_segments', 'video_segments', 'segment_index', 'with_segments', 'segment_amounts', 'stratified_counts',
+           'segments_block']
 
 # %% ../nbs/09e_segments.ipynb #db6991d4
 SEGMENT_SOURCES = ('file', 'chapters', 'slides')
@@ -126,14 +127,14 @@ def _segment_row(at: str, row: dict, duration: float | None) -> tuple[str, float
     return label.strip(), start, end
 
 def read_segments(path: str | Path, duration: float | None) -> list[TalkSegment]:
-    "The segments in a CSV or JSON file (`start,label[,end]`) of a video of `duration` seconds (None: unknown)."
+    "The segments in a CSV or JSON file (`start,label[,end]`) of a talk of `duration` s (None: unknown; inf: live)."
     path = Path(path)
     if path.suffix.lower() not in ('.csv', '.json'):
         raise SegmentError(f"{path}: expected a .csv or .json segments file")
     if not path.is_file(): raise SegmentError(f"{path}: no such segments file")
     rows = (_json_rows if path.suffix.lower() == '.json' else _csv_rows)(path)
     if not rows: raise SegmentError(f"{path}: no segments in the file")
-    duration = duration if duration is not None and math.isfinite(duration) else None
+    duration = None if duration is None or math.isnan(duration) else duration
     parsed, starts, labels = [], {}, {}
     for where, row in rows:
         at = f"{path}, {where}"
@@ -200,11 +201,14 @@ def segments_from_changes(times: Sequence[float], end: float, source: str = 'sli
     return [TalkSegment(f'{name} {k}', t, nxt, source) for k, (t, nxt) in enumerate(zip(times, times[1:] + [end]), 1)]
 
 # %% ../nbs/09e_segments.ipynb #4ab6bb3e
+def slides_until(changes: Iterable[float], end: float) -> list[TalkSegment]:
+    "The slides of a talk `end` seconds long: the first from its start, one from each change time inside it."
+    return segments_from_changes([0.0, *(t for t in changes if 0 < t < end)], end)
+
 def slide_segments(scores: Sequence[tuple[float, float]], end: float, threshold: float = SLIDE_THRESHOLD,
                    min_slide: float = MIN_SLIDE) -> list[TalkSegment]:
     "The slides of a talk `end` seconds long from its region's (time, scene score) pairs."
-    changes = [t for t in slide_changes(scores, threshold, min_slide) if 0 < t < end]
-    return segments_from_changes([0.0, *changes], end)
+    return slides_until(slide_changes(scores, threshold, min_slide), end)
 
 # %% ../nbs/09e_segments.ipynb #559177df
 def video_segments(video: str | Path, spec: str | Path | None,
@@ -254,6 +258,17 @@ def _too_small(seg: TalkSegment, keyframes: int, readings: int) -> str | None:
     if readings < MIN_SEGMENT_READINGS: return f"too few readings: {readings} certain face{'s' * (readings != 1)}"
     return None
 
+def segment_amounts(seg: TalkSegment, t: np.ndarray, span: np.ndarray, idx: np.ndarray, sure: np.ndarray,
+                    seen: np.ndarray, keyframes: int, classes: Sequence[str]) -> tuple[dict, np.ndarray, str | None]:
+    "A segment's share block from face rows (`seen`: those in it), each row's certain seconds in it, why no shares."
+    inside = np.clip(np.minimum(t + span, seg.end) - np.maximum(t, seg.start), 0, None) * sure  # seconds in seg
+    k = len(classes)
+    block = amounts_block(np.bincount(idx, inside, k), np.bincount(idx[seen & sure], minlength=k), classes)
+    if note := _too_small(seg, keyframes, block['faces']):
+        block.update(dominant=None, positive_share=None, positive_share_per_keyframe=None,
+                     share_time_weighted=None, share_per_keyframe=None)
+    return block, inside, note
+
 # %% ../nbs/09e_segments.ipynb #989cea5b
 def stratified_counts(strata: np.ndarray, n_resamples: int = BOOTSTRAP_RESAMPLES,
                       seed: int = BOOTSTRAP_SEED) -> np.ndarray:
@@ -269,7 +284,7 @@ def segments_block(faces: pd.DataFrame, keyframes: pd.DataFrame, segments: Seque
                    classes: Sequence[str], n_resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED,
                    level: float = 0.95) -> SegmentsBlock:
     "The `segments` block of summary.json: each segment's shares, and its positive share against the whole talk's."
-    k, n_kf = len(classes), len(keyframes)
+    n_kf = len(keyframes)
     t, span = faces['time'].to_numpy(float), faces['span'].to_numpy(float)
     idx, sure = class_index(faces['label'].to_numpy(object), classes), ~faces['uncertain'].to_numpy(bool)
     kf = pd.Index(keyframes['frame']).get_indexer(faces['frame'])
@@ -283,14 +298,10 @@ def segments_block(faces: pd.DataFrame, keyframes: pd.DataFrame, segments: Seque
     items = []
     for j, seg in enumerate(segments):
         seen, n_kf_seg = row_segment == j, int((strata == j).sum())
-        inside = np.clip(np.minimum(t + span, seg.end) - np.maximum(t, seg.start), 0, None) * sure  # seconds in seg
-        block = amounts_block(np.bincount(idx, inside, k), np.bincount(idx[seen & sure], minlength=k), classes)
+        block, inside, note = segment_amounts(seg, t, span, idx, sure, seen, n_kf_seg, classes)
         own = np.stack([np.bincount(kf, inside, n_kf), np.bincount(kf, inside * positive, n_kf)])
         diff = low = high = None
-        if note := _too_small(seg, n_kf_seg, block['faces']):
-            block.update(dominant=None, positive_share=None, positive_share_per_keyframe=None,
-                         share_time_weighted=None, share_per_keyframe=None)
-        elif own[0].sum() > 0 and talk[0].sum() > 0:
+        if note is None and own[0].sum() > 0 and talk[0].sum() > 0:
             diff = own[1].sum() / own[0].sum() - talk[1].sum() / talk[0].sum()
             near = np.flatnonzero(own[0])  # the keyframes that lend this segment seconds: few of them
             own_drawn = drawn[:, near] @ own[:, near].T

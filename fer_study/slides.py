@@ -10,15 +10,14 @@ from typing import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage
 
 from .core import FerStudyError
 from .keyframes import KeyframeStream, VideoInfo, probe_video, select_keyframes
 from .settings import MIN_SLIDE, SLIDE_THRESHOLD
 
 # %% auto #0
-__all__ = ['MIN_REGION', 'SlideError', 'parse_region', 'slide_changes', 'detect_slides', 'match_changes', 'largest_rectangle',
-           'find_slide_region', 'slide_region']
+__all__ = ['MIN_REGION', 'SlideError', 'region_numbers', 'parse_region', 'region_crop', 'SlideChanges', 'slide_changes',
+           'detect_slides', 'match_changes', 'largest_rectangle', 'find_slide_region', 'slide_region']
 
 # %% ../nbs/08a_slides.ipynb #83b586da
 MIN_REGION = 16
@@ -26,33 +25,55 @@ MIN_REGION = 16
 class SlideError(FerStudyError):
     "A slide region that cannot be read or does not fit the frame."
 
+def _region_error(text: str, flag: str, why: str) -> SlideError: return SlideError(f"{flag} {text}: {why}")
+
+def region_numbers(text: str, flag: str = '--slides') -> tuple[tuple[float, ...], bool]:
+    "The four numbers of a region `x,y,w,h`, and whether they are fractions of the frame (else whole pixels)."
+    try: vals = tuple(float(v) for v in text.split(','))
+    except ValueError: vals = ()
+    if len(vals) != 4 or not all(np.isfinite(vals)):
+        raise _region_error(text, flag, 'expected x,y,w,h in pixels or as fractions of the frame (e.g. 0,0,0.7,1)')
+    fractions = all(0 <= v <= 1 for v in vals)
+    if not fractions and not all(v == int(v) for v in vals):
+        raise _region_error(text, flag, 'pixels are whole numbers; fractions of the frame are all four in [0, 1]')
+    return vals, fractions
+
 def parse_region(text: str, width: int, height: int, flag: str = '--slides') -> tuple[int, int, int, int]:
     "The region `x,y,w,h` (pixels, or fractions of a `width` x `height` frame) as whole pixels inside the frame."
-    bad = lambda why: SlideError(f"{flag} {text}: {why}")
-    try: vals = [float(v) for v in text.split(',')]
-    except ValueError: vals = []
-    if len(vals) != 4 or not all(np.isfinite(vals)):
-        raise bad('expected x,y,w,h in pixels or as fractions of the frame (e.g. 0,0,0.7,1)')
-    if all(0 <= v <= 1 for v in vals):
-        x, y, w, h = (round(v * s) for v, s in zip(vals, (width, height, width, height)))
-    elif all(v == int(v) for v in vals): x, y, w, h = map(int, vals)
-    else: raise bad('pixels are whole numbers; fractions of the frame are all four in [0, 1]')
-    if min(w, h) < MIN_REGION: raise bad(f'the region is {w}x{h} pixels, under {MIN_REGION} each way')
+    vals, fractions = region_numbers(text, flag)
+    x, y, w, h = (round(v * s) for v, s in zip(vals, (width, height) * 2)) if fractions else map(int, vals)
+    if min(w, h) < MIN_REGION:
+        raise _region_error(text, flag, f'the region is {w}x{h} pixels, under {MIN_REGION} each way')
     if x < 0 or y < 0 or x + w > width or y + h > height:
-        raise bad(f'the region {x},{y} to {x + w},{y + h} leaves the {width}x{height} frame')
+        raise _region_error(text, flag, f'the region {x},{y} to {x + w},{y + h} leaves the {width}x{height} frame')
     return x, y, w, h
 
+def region_crop(text: str, flag: str = '--slides') -> tuple:
+    "FFmpeg's crop (x, y, w, h) of the region `x,y,w,h` in a frame of any size: pixels, or expressions of the size."
+    vals, fractions = region_numbers(text, flag)
+    if not fractions: return tuple(int(v) for v in vals)
+    return tuple(f'round({v!r}*{s})' for v, s in zip(vals, ('iw', 'ih') * 2))
+
 # %% ../nbs/08a_slides.ipynb #b0e8e6cb
+class SlideChanges:
+    "The slide-change rule fed (time, score) pairs as they come: a score above `threshold`, then `min_slide` s settled."
+    def __init__(self, threshold: float = SLIDE_THRESHOLD, min_slide: float = MIN_SLIDE):
+        self.threshold, self.min_slide, self.pending = threshold, min_slide, None  # the open candidate's time
+
+    def feed(self, scores: Iterable[tuple[float, float]]) -> Iterator[float]:
+        "The times of the changes these pairs settle (a generator: each pair is taken in as it is consumed)."
+        for t, score in scores:
+            if score > self.threshold: self.pending = t
+            elif self.pending is not None and t - self.pending >= self.min_slide:
+                yield self.pending
+                self.pending = None
+
 def slide_changes(scores: Iterable[tuple[float, float]], threshold: float = SLIDE_THRESHOLD,
                   min_slide: float = MIN_SLIDE) -> Iterator[float]:
-    "Times at which a new slide opens: a score above `threshold`, then `min_slide` seconds with none."
-    pending = None
-    for t, score in scores:
-        if score > threshold: pending = t
-        elif pending is not None and t - pending >= min_slide:
-            yield pending
-            pending = None
-    if pending is not None: yield pending
+    "Times at which a new slide opens: a score above `threshold`, then `min_slide` seconds with none (or the end)."
+    rule = SlideChanges(threshold, min_slide)
+    yield from rule.feed(scores)
+    if rule.pending is not None: yield rule.pending
 
 # %% ../nbs/08a_slides.ipynb #ceaaf4cc
 def detect_slides(path: str | Path, region: tuple[int, int, int, int], threshold: float = SLIDE_THRESHOLD,
@@ -107,6 +128,7 @@ def find_slide_region(path: str | Path, samples: int = 12, gap: float = 0.5, spa
                       min_share: float = 0.25, still: float = 0.5, tau: float = 6.0
                       ) -> tuple[tuple[int, int, int, int] | None, str]:
     "The shared screen of a call, (x, y, w, h) in displayed pixels, and a sentence saying what was found, or None."
+    from scipy import ndimage  # here: the other readers of this module (a live session) do without it
     path, info = Path(path), probe_video(path)
     frames, first, step = _sample_frames(path, info, samples, gap, span, width)
     if len(first) < 3: return None, f"found none: {path.name} is too short to sample ({len(first)} pairs of frames)"

@@ -1,9 +1,11 @@
-"""fer-study live: a file played in real time, the dashboard in Chromium, Ctrl-C, a stream that stops, bad sources,
-the files it must not replace, the processes it must not leave behind, the names its dashboard answers to.
+"""fer-study live: a file played in real time, the slides of a shared screen, the dashboard in Chromium, Ctrl-C, a
+stream that stops, bad sources, the files it must not replace, the processes it must not leave behind, the names its
+dashboard answers to.
 
 Loopback only. Nothing waits on a clock: each step waits for an output line, an update on the page, or a process."""
 import asyncio
 import contextlib
+import csv
 import json
 import os
 import re
@@ -22,8 +24,10 @@ from fer_study.core import CLASSES
 from fer_study.keyframes import ffmpeg_exe, keyframe_expr, probe_video, select_keyframes
 from fer_study.live import main
 from fer_study.live_source import LiveSource
+from fer_study.screen import slide_truth_path
+from fer_study.slides import match_changes
 from fer_study.summary import WindowBlock, check_summary, keyframe_spans, read_summary, summarize_faces
-from fer_study.synth import make_demo_video, truth_paths
+from fer_study.synth import make_demo_video, make_screenshare_video, truth_paths
 from fer_study.testing import demo_checkpoint, make_test_video
 from conftest import Tab, chromium
 
@@ -100,6 +104,42 @@ def test_a_file_in_real_time_gives_updates_that_agree_with_the_tables(inputs, tm
         lasting = rows[(rows.time + rows.span).round(4) > u['start']]  # faces whose keyframe lasts into the window
         assert [p['id'] for p in live['participants']] == sorted(set(lasting.participant))
     assert abs(probe_video(tmp_path / 'talk.mp4').duration - 6) < 0.5  # the recording holds the whole stream
+
+
+def test_the_slides_of_a_shared_screen_cut_the_live_talk(inputs, tmp_path, capsys):
+    _, ckpt = inputs
+    out, jsonl = tmp_path / 'out', tmp_path / 'updates.jsonl'
+    talk = make_screenshare_video(tmp_path / 'talk.mp4', seed=0, duration=9)  # its screen: the left 70 %
+    code = main(live_args(talk, ckpt, out, '--realtime', '--slides', '0,0,0.7,1', '--jsonl', jsonl))
+    err = capsys.readouterr().err
+    assert code == 0 and 'slides in 0,0,448,360;' in err, err
+    updates = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    # the current slide in each update: slide 1 from the start, then each next one, never back
+    numbers = [int(u['live']['segment'].split()[1]) for u in updates]
+    assert numbers[0] == 1 and numbers[-1] >= 3 and all(0 <= b - a <= 1 for a, b in zip(numbers, numbers[1:])), numbers
+    # saved: the slides analyze finds, where the truth has them
+    block = read_summary(out / 'summary.json')['segments']
+    truth = [float(r['time']) for r in csv.DictReader(open(slide_truth_path(talk)))][1:]
+    m = match_changes([s['start'] for s in block['items'][1:]], truth)
+    assert m['found'] == 1 and m['spurious'] == 0 and m['max_offset'] <= 0.5, (m, block['items'])
+    assert block['region'] == [0, 0, 448, 360] and {s['source'] for s in block['items']} == {'slides'}
+    # the last update's table: a row per saved slide, by the same definitions, the current one open
+    rows, items = updates[-1]['live']['segments'], block['items']
+    assert [(r['label'], r['start'], r['faces'], r['dominant']) for r in rows] == \
+        [(s['label'], s['start'], s['faces'], s['dominant']) for s in items]
+    assert [r['positive_share'] for r in rows] == pytest.approx([s['positive_share'] for s in items], abs=1e-4)
+    assert [r['end'] for r in rows] == [s['end'] for s in items[:-1]] + [None]
+    for table in ('faces.csv', 'keyframes.csv'):
+        assert set(pd.read_csv(out / table)['segment']) == {s['label'] for s in items}, table
+
+
+def test_a_slide_region_outside_the_frame_is_refused_naming_slides(inputs, tmp_path, capsys):
+    video, ckpt = inputs
+    assert main(live_args(video, ckpt, tmp_path / 'out', '--realtime', '--slides', '0,0,900,100')) == 2
+    err = capsys.readouterr().err
+    said = 'error: --slides 0,0,900,100: the region 0,0 to 900,100 leaves the 640x360 frame'
+    assert err.splitlines()[-1] == said, err
+    assert not (tmp_path / 'out').exists()
 
 
 def test_each_frame_has_its_own_number_and_time(tmp_path):
@@ -236,6 +276,11 @@ def test_a_port_in_use_is_an_error_naming_it(inputs, tmp_path, capsys):
     (['--jsonl-append'], '--jsonl-append adds to the file --jsonl names: give --jsonl FILE'),
     (['--truth', 'call.truth.csv'], '--truth call.truth.csv: only a file read with --realtime has frames a truth file '
                                     'can name'),
+    (['--slides', 'auto'], '--slides auto: a live source cannot be sampled ahead; give the region x,y,w,h (pixels, or '
+                           'fractions of the frame such as 0,0,0.7,1)'),
+    (['--slides', '0,0,300.5,2'], '--slides 0,0,300.5,2: pixels are whole numbers; fractions of the frame are all four '
+                                  'in [0, 1]'),
+    (['--segments', 'agenda.txt'], 'agenda.txt: expected a .csv or .json segments file'),
 ])
 def test_settings_are_checked_before_anything_starts(inputs, tmp_path, capsys, flags, message):
     video, ckpt = inputs

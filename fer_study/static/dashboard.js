@@ -51,6 +51,32 @@ function tiles(people) {
     }),
   );
 }
+// m:ss of a time in the talk; an open end (the part the talk is in) is "now"
+const clock = (s) => (s == null ? "now" : `${Math.floor(s / 60)}:${String(Math.floor(s % 60)).padStart(2, "0")}`);
+function parts(live) {
+  const rows = live.segments || [];
+  $("parts").hidden = !rows.length;
+  $("segment").textContent = live.segment ?? "between parts";
+  $("segments").tBodies[0].replaceChildren(
+    ...rows
+      .slice()
+      .reverse()
+      .map((s) => {
+        const row = el("tr", s.end == null ? "current" : ""),
+          meter = el("span", "meter"),
+          fill = el("span", "");
+        fill.style.width = 100 * (s.positive_share ?? 0) + "%";
+        meter.append(fill);
+        const positive = el("td", "positive");
+        positive.append(meter, pct(s.positive_share));
+        const dominant = el("td", "dominant", s.dominant ?? "–");
+        dominant.style.color = COLORS[s.dominant] || "";
+        row.append(el("td", "label", s.label), el("td", "", `${clock(s.start)}–${clock(s.end)}`));
+        row.append(el("td", "", s.faces), positive, dominant);
+        return row;
+      }),
+  );
+}
 function status(live) {
   const latency = live.latency == null ? "–" : live.latency.toFixed(2) + " s";
   const parts = [
@@ -73,6 +99,7 @@ function render(u) {
   mix(u.share_time_weighted);
   trend();
   tiles(u.live.participants);
+  parts(u.live);
   status(u.live);
 }
 function listen() {
