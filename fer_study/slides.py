@@ -119,7 +119,9 @@ def _sample_frames(path: Path, info: VideoInfo, samples: int, gap: float, span: 
     last = max(step + 1, int(min(span, info.duration) * info.fps) - step - 1)
     first = sorted({int(i) for i in np.linspace(0, last, samples).round()})
     wanted = sorted(set(first) | {i + step for i in first})
-    expr = 'gt(' + '+'.join(f'eq(n,{i})' for i in wanted) + ',0)'
+    # every frame after the last wanted is selected too: they push it out of FFmpeg's output buffer, so the pass
+    # stops there instead of waiting for the file's end (it stops when this function drops the stream)
+    expr = 'gt(' + '+'.join(f'eq(n,{i})' for i in wanted) + f'+gt(n,{wanted[-1]}),0)'
     stream = KeyframeStream(path, max_width=width, expr=expr)
     frames = {kf.index: kf.image.mean(-1) for kf in itertools.islice(stream, len(wanted))}
     return frames, [i for i in first if i in frames and i + step in frames], step
