@@ -20,7 +20,7 @@ from .live_session import (LiveParts, LiveView, check_distinct, check_jsonl, che
 from .live_source import LiveSource, input_options
 from .procs import interruption, run_command, signal_status, stop_signals
 from .settings import DEVICES, VideoSettings, add_truth_argument, add_video_arguments, video_settings_from_args
-from .slides import SlideChanges, region_crop
+from .slides import SlideChanges, finds_region, region_crop
 
 # %% auto #0
 __all__ = ['LIVE_FPS', 'live_settings', 'add_live_arguments', 'add_live_command', 'live_truth', 'live_agenda', 'check_live_args',
@@ -91,7 +91,7 @@ def live_agenda(source: str, settings: VideoSettings) -> tuple[list, str | None]
 def check_live_args(args: argparse.Namespace) -> tuple[VideoSettings, dict]:
     "The settings and FFmpeg options of `live`'s arguments, each flag checked; an error names the flag."
     settings, options = live_settings(args), input_options(args.input_option)
-    if settings.slides and settings.slides.strip().lower() == 'auto':
+    if settings.slides and finds_region(settings.slides):
         raise ParamsError("--slides auto: a live source cannot be sampled ahead; give the region x,y,w,h (pixels, or "
                           "fractions of the frame such as 0,0,0.7,1)")
     if settings.slides: region_crop(settings.slides)  # its form now; whether it fits once the source has a frame

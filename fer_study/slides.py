@@ -17,7 +17,7 @@ from .settings import MIN_SLIDE, SLIDE_THRESHOLD
 
 # %% auto #0
 __all__ = ['MIN_REGION', 'SlideError', 'region_numbers', 'parse_region', 'region_crop', 'SlideChanges', 'slide_changes',
-           'detect_slides', 'match_changes', 'largest_rectangle', 'find_slide_region', 'slide_region']
+           'detect_slides', 'match_changes', 'largest_rectangle', 'find_slide_region', 'finds_region', 'slide_region']
 
 # %% ../nbs/08a_slides.ipynb #83b586da
 MIN_REGION = 16
@@ -147,10 +147,14 @@ def find_slide_region(path: str | Path, samples: int = 12, gap: float = 0.5, spa
     return region, f"a shared screen at {','.join(map(str, region))} ({share:.0%} of the frame)"
 
 # %% ../nbs/08a_slides.ipynb #a342d958
+def finds_region(spec: str) -> bool:
+    "Whether `--slides spec` asks for the screen to be found (`auto`) rather than naming its region."
+    return spec.strip().lower() == 'auto'
+
 def slide_region(path: str | Path, spec: str, info: VideoInfo | None = None
                  ) -> tuple[tuple[int, int, int, int] | None, str | None]:
     "The slide region `spec` (`x,y,w,h` or `auto`) names in `path`'s frame, and what `auto` found (None otherwise)."
-    if spec.strip().lower() == 'auto':
+    if finds_region(spec):
         region, said = find_slide_region(path)
         return region, f"{Path(path).name}: slides: {said}"
     info = info or probe_video(path)

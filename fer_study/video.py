@@ -30,7 +30,7 @@ from .rafdb import resize_face
 from .segments import TalkSegment, segments_block, slide_segments, video_segments, with_segments
 from .results import RESULT_FILES, output_dirs, output_names, source_record, write_results
 from .settings import VideoSettings, window_count
-from .slides import parse_region, slide_region
+from .slides import finds_region, parse_region, slide_region
 from .summary import (SCHEMA_VERSION, VideoSummary, check_summary, keyframe_spans, read_summary,
                                summarize_faces)
 from .truth import VideoTruth, load_truth, truth_block, truth_files
@@ -306,7 +306,7 @@ def check_videos(videos: Sequence[str | Path], settings: VideoSettings = VideoSe
         info = probe_video(v)
         if truth: load_truth(truth, v, info)
         if cut: video_segments(v, settings.segments, info.duration if math.isfinite(info.duration) else None)
-        if settings.slides and settings.slides.strip().lower() != 'auto':
+        if settings.slides and not finds_region(settings.slides):
             parse_region(settings.slides, info.width, info.height)
         if min(info.width, info.height) < MIN_FRAME_SIDE:
             raise FerStudyError(f"{v}: the video is {info.width}x{info.height} pixels, too small to hold a face "
