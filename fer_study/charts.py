@@ -314,7 +314,9 @@ def recall_figure(per_class: pd.DataFrame, classes: Sequence[str], colors: dict,
     fig, ax = plt.subplots(figsize=(11, 4.2))
     bars = dict(x='emotion', y='recall', hue='variant', order=classes, hue_order=list(colors), ax=ax)
     sns.barplot(per_class, palette=colors, errorbar=None, alpha=0.8, **bars)
-    if seeds > 1: sns.stripplot(per_class, dodge=True, palette=['black'] * len(colors), size=3, legend=False, **bars)
+    if seeds > 1:  # no random jitter: the same runs draw the same figure
+        sns.stripplot(per_class, dodge=True, jitter=False, palette=['black'] * len(colors), size=3, legend=False,
+                      **bars)
     ax.set_xticks(range(len(classes)), [f"{c}\n(n={support[c]})" for c in classes])
     ax.set(ylim=(0, 100), xlabel='true emotion (test images)', ylabel='recall (%)', title='Recall per class')
     ax.legend(title='variant', bbox_to_anchor=(1.01, 1), loc='upper left', frameon=False)
