@@ -4,12 +4,13 @@ Generates N calls (the demo renderer: single faces and 2x2 galleries, 10-24 s) a
 weights: the cost of a RAF-DB model), then reads them at the default sampling three ways in one run, each from
 nothing (workers started, model loaded): `--jobs 1`, `--jobs 2` and `--cluster local:2`. It prints each one's wall
 time, the video-seconds read per second, the ratio of the cluster to `--jobs 2`, the cluster's start-up and stop,
-and, from a second pass on the same warm workers, the engine's overhead per video (wall time x workers minus the
+and, from a second pass on the same warm workers (their start and stop not timed), the engine's overhead per video (wall time x workers minus the
 workers' own reading time, per video: submitting, gathering, writing, and the idle tail). The tables of every way
 must agree with `--jobs 1` (labels equal, probabilities within 1e-5).
 
     python bench/cluster_throughput.py             # 8 calls
     python bench/cluster_throughput.py --videos 4  # quicker
+    python bench/cluster_throughput.py --seconds 60  # a set where reading outweighs starting the workers
 """
 import argparse
 import subprocess
@@ -32,6 +33,8 @@ def cpu_flags() -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--videos', type=int, default=8)
+    p.add_argument('--seconds', type=int, default=10, help="the shortest call's length; the others are 2-14 s longer")
+    p.add_argument('--calls', type=Path, help='folder to keep the rendered calls in (reused when there)')
     a = p.parse_args()
     from distributed import LocalCluster
     from fer_study.batch import analyze_many, usable_cpus
@@ -39,8 +42,11 @@ def main() -> None:
     from fer_study.synth import make_demo_video
     from fer_study.testing import demo_checkpoint
     d = Path(tempfile.mkdtemp(prefix='cluster-bench-'))
-    videos = [make_demo_video(d / f'call{i}.mp4', 'grid' if i % 2 else 'single', seed=i, duration=10 + 2 * i % 15)
-              for i in range(a.videos)]
+    calls = a.calls or d
+    calls.mkdir(parents=True, exist_ok=True)
+    videos = [calls / f'call{i}-{a.seconds}s.mp4' for i in range(a.videos)]
+    videos = [v if v.exists() else make_demo_video(v, 'grid' if i % 2 else 'single', seed=i,
+                                                   duration=a.seconds + 2 * i % 15) for i, v in enumerate(videos)]
     model = demo_checkpoint(d / 'model.pt', input_size=224, resize=256)
     print(f"CPU: {cpu_flags()}; {usable_cpus()} usable; {len(videos)} calls, 224-px model")
     runs = {}
@@ -56,13 +62,14 @@ def main() -> None:
             closing = time.perf_counter()
             cluster.close()
             closing = time.perf_counter() - closing
+        else:  # the engine's own cost: the same workers, the model loaded, the same videos again (stopping not timed)
             cluster = LocalCluster(n_workers=2, threads_per_worker=1, host='127.0.0.1', dashboard_address=None)
             at = ClusterSpec(address=cluster.scheduler_address)  # the next pass finds the model loaded in both workers
             analyze_on_cluster(videos[:2], model, d / 'warm-up', cluster=at, progress=False)
-        else:  # the engine's own cost: the same workers, the model loaded, the same videos again
+            start = time.perf_counter()
             outcomes, startup = analyze_on_cluster(videos, model, d / name, cluster=at, progress=False), None
-            cluster.close()
         runs[name] = (time.perf_counter() - start, startup, outcomes)
+    cluster.close()
     seconds = sum(o.summary['video']['duration'] for o in runs['jobs 1'][2])
     for name, (wall, startup, outcomes) in runs.items():
         assert all(o.error is None for o in outcomes), [o.error for o in outcomes]

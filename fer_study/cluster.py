@@ -21,8 +21,9 @@ from .settings import VideoSettings
 
 # %% auto #0
 __all__ = ['LOCAL', 'ADDRESS', 'TABLES', 'ClusterSpec', 'parse_cluster', 'has_dashboard', 'cluster_client', 'FileRef', 'file_ref',
-           'sees', 'ClusterResult', 'worker_analyst', 'received_path', 'analyze_on_worker', 'submitter_summary',
-           'save_result', 'video_seconds', 'host_workers', 'analyze_on_cluster']
+           'sees', 'ClusterResult', 'worker_analyst', 'received_path', 'scratch', 'placed_analyst', 'warm_up',
+           'analyze_on_worker', 'submitter_summary', 'save_result', 'video_seconds', 'host_workers',
+           'analyze_on_cluster']
 
 # %% ../nbs/10c_cluster.ipynb #5ee62f6d
 LOCAL = re.compile(r'local:(\d+)')
@@ -124,12 +125,33 @@ def received_path(root: Path, role: str, ref: FileRef, name: str) -> Path:
     "Where a worker keeps a file the submitter sent: the model by its hash, a video's inputs by the video's name."
     return (root/'models'/ref.sha256 if role == 'model' else root/'inputs'/name)/Path(ref.path).name
 
+def scratch() -> Path:
+    "This Dask worker's own folder for what it receives and writes."
+    from distributed import get_worker
+    return Path(get_worker().local_directory)/'fer-study'
+
+def placed_analyst(model_path: Path, model: FileRef, settings: VideoSettings,
+                   hosts: dict[str, list[str]]) -> VideoAnalyst:
+    "This worker's analyst of `model` (its file here at `model_path`), given its place among its host's workers."
+    from distributed import get_worker
+    address = get_worker().address
+    peers = hosts.get(address.rsplit(':', 1)[0], [])
+    place = ((peers.index(address), len(peers)) if address in peers
+             else (len(peers), len(peers) + 1))  # a worker that joined (or replaced a dead one) after the start
+    return worker_analyst(model_path, model.sha256, settings, place, scratch())
+
+def warm_up(model: FileRef, settings: VideoSettings, hosts: dict[str, list[str]]) -> bool:
+    "Import PyTorch and load the model here before the first video comes; whether the model was loaded."
+    from fer_study import video  # noqa: F401 (the analysis and PyTorch, seconds of imports, even without the model)
+    with _ONE_AT_A_TIME:
+        if not sees(model): return False  # its bytes come with its first video
+        placed_analyst(Path(model.path), model, settings, hosts)
+        return True
+
 def analyze_on_worker(video: FileRef, name: str, truth: FileRef | None, model: FileRef, settings: VideoSettings,
                       hosts: dict[str, list[str]], data: dict[str, bytes] | None = None) -> ClusterResult:
     "Analyse one video on a Dask worker in its own scratch folder; the results, or the files it needs sent."
-    from distributed import get_worker
-    worker = get_worker()
-    root, refs = Path(worker.local_directory)/'fer-study', dict(video=video, truth=truth, model=model)
+    root, refs = scratch(), dict(video=video, truth=truth, model=model)
     unseen = tuple(role for role, ref in refs.items() if ref is not None and not sees(ref))
     if unseen and not data: return ClusterResult(missing=unseen)
     local = {role: Path(ref.path) for role, ref in refs.items() if ref is not None}
@@ -138,10 +160,7 @@ def analyze_on_worker(video: FileRef, name: str, truth: FileRef | None, model: F
             local[role] = received_path(root, role, refs[role], name)
             local[role].parent.mkdir(parents=True, exist_ok=True)
             local[role].write_bytes(data[role])
-        peers = hosts.get(worker.address.rsplit(':', 1)[0], [])
-        place = ((peers.index(worker.address), len(peers)) if worker.address in peers
-                 else (len(peers), len(peers) + 1))  # a worker that joined (or replaced a dead one) after the start
-        analyst = worker_analyst(local['model'], model.sha256, settings, place, root)
+        analyst = placed_analyst(local['model'], model, settings, hosts)
         try:
             outcome = analyst(local['video'], name, local.get('truth'), progress=False)
             if outcome.error: return ClusterResult(error=outcome.error.replace(str(local['video']), video.path))
@@ -208,21 +227,27 @@ def analyze_on_cluster(videos: Sequence[str | Path], model_path: str | Path, out
     "Analyse the videos on a Dask cluster, largest first, written here into their folders of `out_dir`; the outcomes."
     from distributed import as_completed
     from tqdm.auto import tqdm
-    from fer_study.inference import inference_device
-    from fer_study.model import read_checkpoint
-    from fer_study.truth import truth_files
     from fer_study.results import output_names
     videos, model_path, out_dir = [Path(v) for v in videos], Path(model_path), Path(out_dir)
     if not videos: raise FerStudyError("no video given")
-    inference_device(settings.device)
-    read_checkpoint(model_path)
-    names, truths = output_names(videos, out_dir, name), truth_files(videos, truth)  # as analyze names them
-    model, seconds = file_ref(model_path, hashed=True), [video_seconds(v) for v in videos]
-    refs = [(file_ref(v), n, t and file_ref(t)) for v, n, t in zip(videos, names, truths)]
-    order = sorted(range(len(videos)), key=lambda i: -refs[i][0].size)  # the longest work starts first
+    def check_model():  # PyTorch's import and the checkpoint's load take seconds: done while the workers start
+        from fer_study.inference import inference_device
+        from fer_study.model import read_checkpoint
+        inference_device(settings.device)
+        read_checkpoint(model_path)
+    try: model = file_ref(model_path, hashed=True)
+    except OSError:  # missing, a folder, unreadable: check_model says which
+        check_model()
+        raise
     outcomes, sent = [None] * len(videos), {}
     with cluster_client(cluster) as client:
         hosts = host_workers(client)
+        warming = [client.submit(warm_up, model, settings, hosts, workers=[w], allow_other_workers=False, pure=False,
+                                 priority=len(videos) + 1) for w in sum(hosts.values(), [])]  # held till the end
+        from fer_study.truth import truth_files  # imports PyTorch (seconds) while the workers do
+        names, truths = output_names(videos, out_dir, name), truth_files(videos, truth)  # as analyze names them
+        refs = [(file_ref(v), n, t and file_ref(t)) for v, n, t in zip(videos, names, truths)]
+        order = sorted(range(len(videos)), key=lambda i: -refs[i][0].size)  # the longest work starts first
         if progress and client.scheduler_info().get('services', {}).get('dashboard'):
             print(f"[*] Dask dashboard: {client.dashboard_link}")
         def submit(rank: int, i: int, data: dict | None = None):
@@ -234,6 +259,11 @@ def analyze_on_cluster(videos: Sequence[str | Path], model_path: str | Path, out
             files = dict(video=videos[i], truth=truths[i])
             return {r: sent['model'] if r == 'model' else client.scatter(files[r].read_bytes()) for r in missing}
         task = {submit(rank, i): (rank, i) for rank, i in enumerate(order)}
+        try: check_model()
+        except BaseException:
+            client.cancel(list(task))
+            raise
+        seconds = [video_seconds(v) for v in videos]
         with tqdm(total=round(sum(seconds), 1), unit='s', desc=f'{sum(map(len, hosts.values()))} workers',
                   disable=not progress) as bar:
             for future in (finished := as_completed(list(task))):

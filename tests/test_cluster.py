@@ -75,6 +75,19 @@ def test_cluster_flags_are_checked_before_any_work(calls, capsys):
     assert not (d / 'bad').exists()
 
 
+def test_a_bad_checkpoint_is_refused_and_the_started_videos_dropped(calls, capsys):
+    "The checkpoint is checked while the workers start on the videos: a bad one still ends in one line, nothing written."
+    d, videos, _, cluster = calls
+    (d / 'junk.pt').write_bytes(b'not a checkpoint')
+    for model, says in ((d / 'junk.pt', 'junk.pt: not a fer_study checkpoint'),
+                        (d / 'none.pt', 'none.pt: checkpoint not found'), (d, 'is a folder')):
+        args = ['analyze', *map(str, videos[:2]), '--model', str(model), '--out', str(d / 'refused'), '--no-progress']
+        assert main([*args, '--cluster', cluster.scheduler_address]) == 2
+        err = capsys.readouterr().err
+        assert says in err and len(err.strip().splitlines()) == 1, err
+    assert not (d / 'refused').exists()
+
+
 def test_without_cluster_dask_is_not_imported(calls, tmp_path):
     d, videos, model, _ = calls
     code = ('import sys; from fer_study.cli import main; '
