@@ -4,9 +4,9 @@ Generates N calls (the demo renderer: single faces and 2x2 galleries, 10-24 s) a
 weights: the cost of a RAF-DB model), then reads them at the default sampling three ways in one run, each from
 nothing (workers started, model loaded): `--jobs 1`, `--jobs 2` and `--cluster local:2`. It prints each one's wall
 time, the video-seconds read per second, the ratio of the cluster to `--jobs 2`, the cluster's start-up and stop,
-and, from a second pass on the same warm workers (their start and stop not timed), the engine's overhead per video (wall time x workers minus the
-workers' own reading time, per video: submitting, gathering, writing, and the idle tail). The tables of every way
-must agree with `--jobs 1` (labels equal, probabilities within 1e-5).
+and, from a second pass on the same warm workers (their start and stop not timed), the engine's overhead per video
+(wall time x workers minus the workers' own reading time, per video: submitting, gathering, writing, and the idle
+tail). The tables of every way must agree with `--jobs 1` (labels equal, probabilities within 1e-5).
 
     python bench/cluster_throughput.py             # 8 calls
     python bench/cluster_throughput.py --videos 4  # quicker
