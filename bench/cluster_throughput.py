@@ -36,12 +36,17 @@ def main() -> None:
     p.add_argument('--seconds', type=int, default=10, help="the shortest call's length; the others are 2-14 s longer")
     p.add_argument('--calls', type=Path, help='folder to keep the rendered calls in (reused when there)')
     a = p.parse_args()
+    with tempfile.TemporaryDirectory(prefix='cluster-bench-') as d:  # the model and the readings go with it
+        measure(a, Path(d))
+
+
+def measure(a: argparse.Namespace, d: Path) -> None:
+    "Render the calls (unless kept in `a.calls`), read them the three ways into `d`, check and print the figures."
     from distributed import LocalCluster
     from fer_study.batch import analyze_many, usable_cpus
     from fer_study.cluster import ClusterSpec, analyze_on_cluster
     from fer_study.synth import make_demo_video
     from fer_study.testing import demo_checkpoint
-    d = Path(tempfile.mkdtemp(prefix='cluster-bench-'))
     calls = a.calls or d
     calls.mkdir(parents=True, exist_ok=True)
     videos = [calls / f'call{i}-{a.seconds}s.mp4' for i in range(a.videos)]
